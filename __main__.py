@@ -1,0 +1,68 @@
+"""The Pulumi program: load and validate the stack config, build the platform, export outputs."""
+
+import pulumi
+
+from components import config
+from components.cluster import Cluster, ClusterArgs
+from components.model_cache import ModelCache, ModelCacheArgs
+from components.network import Network, NetworkArgs
+from components.node_group import NodeGroup, NodeGroupArgs
+
+stack = config.load()  # raises ConfigError, with every invalid setting, before any resource
+cfg = stack.settings
+name = stack.cluster_name
+tags = {"llmserve/cluster": name}
+
+network = Network(name, NetworkArgs(cluster_name=name, region=stack.region, vpc=cfg.cluster.vpc))
+
+cluster = Cluster(name, ClusterArgs(
+    cluster_name=name,
+    region=stack.region,
+    kubernetes_version=cfg.cluster.kubernetes_version,
+    private_subnet_ids=network.private_subnet_ids,
+    public_access_cidrs=cfg.cluster.public_access_cidrs,
+    admin_role_arns=cfg.cluster.admin_role_arns,
+    log_retention_days=cfg.cluster.log_retention_days,
+    system_nodes=cfg.system_node_group,
+    deletion_protection=cfg.cluster.deletion_protection,
+    tags=tags,
+))
+
+gpu_groups = [
+    NodeGroup(f"{name}-{group.name}", NodeGroupArgs(
+        group=group.name,
+        cluster_name=cluster.cluster.name,
+        node_role_arn=cluster.node_role.arn,
+        subnet_ids=network.private_subnet_ids,
+        instance_types=group.instance_types,
+        ami_type=group.ami_type,
+        capacity_type=group.capacity_type,
+        min_size=group.min_size,
+        max_size=group.max_size,
+        desired_size=group.desired_size,
+        disk_size_gib=group.disk_size_gi_b,
+        gpu=True,
+        tags=tags,
+    ), opts=pulumi.ResourceOptions(depends_on=cluster.base_addons))
+    for group in cfg.gpu_node_groups
+]
+
+k8s = pulumi.ResourceOptions(providers=[cluster.provider])
+cache = ModelCache(f"{name}-cache", ModelCacheArgs(
+    cluster_name=cluster.cluster.name,
+    vpc_id=network.vpc_id,
+    availability_zones=network.availability_zones,
+    private_subnet_ids=network.private_subnet_ids,
+    node_security_group_id=cluster.node_security_group_id,
+    throughput_mode=cfg.storage.throughput_mode,
+    provisioned_throughput_mibps=cfg.storage.provisioned_throughput_mibps,
+    backup=cfg.storage.backup,
+    protect=cfg.storage.protect,
+    nodes=[cluster.system_nodes],
+    tags=tags,
+), opts=k8s)
+
+pulumi.export("clusterName", cluster.cluster.name)
+pulumi.export("kubeconfig", cluster.kubeconfig)
+pulumi.export("efsId", cache.file_system.id)
+pulumi.export("storageClass", cache.storage_class_name)

@@ -1,0 +1,439 @@
+"""The stack configuration: read once from Pulumi config, validated with pydantic, passed to components.
+
+Every setting lives under the project's namespace (`llmserve:<key>`) and is spelled in camelCase so
+that `pulumi config set --path 'models[0].quantize' awq` works. Unknown keys are rejected. Any
+invalid setting raises `ConfigError`, whose lines each name the setting's path and what is allowed,
+before a single resource is registered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Annotated, Any, Literal, Optional
+
+import pulumi
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError,
+                      field_validator, model_validator)
+from pydantic.alias_generators import to_camel
+
+from .catalog import CATALOG
+
+PROJECT = "llmserve"
+
+# EKS standard support (../shared/reference/eks.md): 1.34 leaves standard support on 2026-12-02,
+# so new clusters start on 1.35 or newer. Extended support costs six times as much per hour.
+KUBERNETES_VERSIONS = ("1.35", "1.36")
+QUANTIZE = ("awq", "compressed-tensors", "eetq", "exl2", "gptq", "marlin",
+            "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "fp8")  # reference/tgi.md
+BITSANDBYTES = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)  # the values CloudWatch Logs accepts
+SECRET_KEYS = ("hfToken", "apiKey")
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+HF_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
+INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack configuration. Pulumi prints a RunError without a traceback."""
+
+    def __init__(self, errors: list[str]):
+        self.errors = errors
+        super().__init__("invalid stack configuration:\n" + "\n".join(f"  {e}" for e in errors))
+
+
+def _dns_label(value: str, max_len: int) -> str:
+    if len(value) > max_len or not DNS_LABEL.match(value):
+        raise ValueError(f"{value!r} is not a DNS-1123 label of at most {max_len} characters "
+                         "(lowercase letters, digits and '-', starting and ending with a letter "
+                         "or digit)")
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a CIDR block, e.g. 203.0.113.0/24") from None
+    if net.prefixlen == 0:
+        raise ValueError(f"{value!r} opens the Kubernetes API to the whole internet; list your "
+                         "own networks, or none for a private-only endpoint")
+    return value
+
+
+def _subnet_id(value: str) -> str:
+    if not re.match(r"^subnet-[0-9a-f]{8,17}$", value):
+        raise ValueError(f"{value!r} is not a subnet id (subnet-0123abcd...)")
+    return value
+
+
+def _gpu_instance_type(value: str) -> str:
+    if value not in CATALOG:
+        raise ValueError(f"{value!r} is not a GPU instance type of the catalog; allowed: "
+                         f"{', '.join(CATALOG)}")
+    return value
+
+
+def _system_instance_type(value: str) -> str:
+    if not INSTANCE_TYPE.match(value):
+        raise ValueError(f"{value!r} is not an EC2 instance type, e.g. m7i.large")
+    if value in CATALOG:
+        raise ValueError(f"{value!r} is a GPU instance: system nodes run controllers only")
+    return value
+
+
+def _role_arn(value: str) -> str:
+    if not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$", value):
+        raise ValueError(f"{value!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/...)")
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+SubnetId = Annotated[str, AfterValidator(_subnet_id)]
+GpuInstanceType = Annotated[str, AfterValidator(_gpu_instance_type)]
+SystemInstanceType = Annotated[str, AfterValidator(_system_instance_type)]
+RoleArn = Annotated[str, AfterValidator(_role_arn)]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, frozen=True,
+                              populate_by_name=False)
+
+
+class VpcConfig(Settings):
+    """Either a new VPC (`cidr`, `azCount`) or an existing one (`id`, subnet ids)."""
+
+    cidr: Optional[str] = None
+    az_count: int = Field(2, ge=2, le=6)
+    single_nat_gateway: bool = False
+    id: Optional[str] = None
+    private_subnet_ids: list[SubnetId] = []
+    public_subnet_ids: list[SubnetId] = []
+
+    @field_validator("cidr")
+    @classmethod
+    def _vpc_cidr(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        try:
+            net = ipaddress.IPv4Network(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IPv4 network in CIDR form, e.g. 10.0.0.0/16") from None
+        if not 16 <= net.prefixlen <= 20:
+            raise ValueError(f"{v!r}: the prefix must be /16 to /20 (room for one private and "
+                             "one public subnet per AZ, pods take VPC addresses)")
+        return v
+
+    @model_validator(mode="after")
+    def _new_or_existing(self) -> "VpcConfig":
+        existing = self.id is not None
+        if existing and self.cidr is not None:
+            raise ValueError("set either cidr (a new VPC) or id (an existing VPC), not both")
+        if not existing:
+            if self.cidr is None:
+                raise ValueError("set cidr for a new VPC, or id with privateSubnetIds for an "
+                                 "existing one")
+            if self.private_subnet_ids or self.public_subnet_ids:
+                raise ValueError("privateSubnetIds and publicSubnetIds belong to an existing "
+                                 "VPC: set id too, or remove them")
+        elif len(set(self.private_subnet_ids)) < 2:
+            raise ValueError("privateSubnetIds: an existing VPC needs private subnets in at "
+                             "least 2 AZs")
+        if existing and not re.match(r"^vpc-[0-9a-f]{8,17}$", self.id):
+            raise ValueError(f"id: {self.id!r} is not a VPC id (vpc-0123abcd...)")
+        return self
+
+
+class ClusterConfig(Settings):
+    name: Optional[str] = None
+    kubernetes_version: str = "1.35"
+    public_access_cidrs: list[Cidr] = []
+    admin_role_arns: list[RoleArn] = []
+    log_retention_days: int = 90
+    deletion_protection: bool = False
+    vpc: VpcConfig
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: Optional[str]) -> Optional[str]:
+        return v if v is None else _dns_label(v, 40)
+
+    @field_validator("kubernetes_version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        if isinstance(v, float):
+            raise ValueError(f"write the version as a string in quotes ('{v}'): YAML reads "
+                             "1.30 as the number 1.3")
+        if v not in KUBERNETES_VERSIONS:
+            raise ValueError(f"{v!r} is not one of {', '.join(KUBERNETES_VERSIONS)} (EKS "
+                             "standard support; 1.34 leaves it on 2026-12-02)")
+        return v
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        if v not in LOG_RETENTION_DAYS:
+            raise ValueError(f"{v} is not one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
+                             "(the values CloudWatch Logs accepts)")
+        return v
+
+
+class ScalingBounds(Settings):
+    min_size: int = Field(ge=0)
+    max_size: int = Field(ge=1)
+    desired_size: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "ScalingBounds":
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(f"desiredSize: {self.desired_size} must be between minSize "
+                             f"({self.min_size}) and maxSize ({self.max_size})")
+        return self
+
+
+class SystemNodeGroupConfig(ScalingBounds):
+    """Small on-demand nodes for controllers (CoreDNS, load balancer controller, Prometheus)."""
+
+    instance_types: list[SystemInstanceType] = Field(["m7i.large"], min_length=1)
+    min_size: int = Field(2, ge=1)
+    max_size: int = Field(3, ge=1)
+    desired_size: int = Field(2, ge=1)
+    disk_size_gi_b: int = Field(50, ge=20, le=16384)
+
+
+class GpuNodeGroupConfig(ScalingBounds):
+    name: str
+    instance_types: list[GpuInstanceType] = Field(min_length=1)
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    # The TGI image is several GB compressed: 100 GiB or more of root volume (reference/eks.md).
+    disk_size_gi_b: int = Field(200, ge=100, le=16384)
+    # x86 only: every GPU instance of the catalog is x86; AL2_x86_64_GPU is end of life.
+    ami_type: Literal["AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA"] = "AL2023_x86_64_NVIDIA"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if v == "system":
+            raise ValueError("'system' is the name of the system node group; choose another")
+        return _dns_label(v, 30)
+
+    @field_validator("instance_types")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("an instance type is listed twice")
+        return v
+
+
+class StorageConfig(Settings):
+    throughput_mode: Literal["elastic", "bursting", "provisioned"] = "elastic"
+    provisioned_throughput_mibps: Optional[int] = Field(None, ge=1, le=10240)
+    backup: bool = False
+    protect: bool = False
+
+    @model_validator(mode="after")
+    def _provisioned(self) -> "StorageConfig":
+        if (self.throughput_mode == "provisioned") != (self.provisioned_throughput_mibps is not None):
+            raise ValueError("provisionedThroughputMibps: required with throughputMode "
+                             "'provisioned' and allowed only with it")
+        return self
+
+
+class Replicas(Settings):
+    min: int = Field(1, ge=1)
+    max: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> "Replicas":
+        if self.min > self.max:
+            raise ValueError(f"max: {self.max} is less than min ({self.min})")
+        return self
+
+
+class ModelConfig(Settings):
+    name: str
+    id: str
+    revision: str = "main"
+    quantize: Optional[Literal[QUANTIZE]] = None  # type: ignore[valid-type]
+    dtype: Optional[Literal["float16", "bfloat16"]] = None
+    node_group: str
+    replicas: Replicas = Replicas()
+    max_input_tokens: Optional[int] = Field(None, ge=1)
+    max_total_tokens: Optional[int] = Field(None, ge=2)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _dns_label(v, 40)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str) -> str:
+        if len(v) > 96 or not HF_REPO_ID.match(v) or ".." in v or "--" in v:
+            raise ValueError(f"{v!r} is not a Hugging Face model repo id, e.g. "
+                             "mistralai/Mistral-7B-Instruct-v0.3")
+        return v
+
+    @model_validator(mode="after")
+    def _tgi_rules(self) -> "ModelConfig":
+        # reference/tgi.md: "Only 1 can be set between dtype and quantize" (bitsandbytes excepted).
+        if self.dtype and self.quantize and self.quantize not in BITSANDBYTES:
+            raise ValueError(f"dtype: cannot be set together with quantize {self.quantize!r} "
+                             "(TGI allows dtype only with the bitsandbytes modes)")
+        if self.max_input_tokens is not None and self.max_total_tokens is not None \
+                and self.max_input_tokens >= self.max_total_tokens:
+            raise ValueError(f"maxInputTokens: {self.max_input_tokens} must be less than "
+                             f"maxTotalTokens ({self.max_total_tokens})")
+        return self
+
+
+class StackConfig(Settings):
+    cluster: ClusterConfig
+    system_node_group: SystemNodeGroupConfig = SystemNodeGroupConfig()
+    gpu_node_groups: list[GpuNodeGroupConfig] = Field(min_length=1)
+    storage: StorageConfig = StorageConfig()
+    models: list[ModelConfig] = []
+
+    @model_validator(mode="after")
+    def _references(self) -> "StackConfig":
+        errors = _duplicates("gpuNodeGroups", [g.name for g in self.gpu_node_groups])
+        errors += _duplicates("models", [m.name for m in self.models])
+        groups = [g.name for g in self.gpu_node_groups]
+        for i, m in enumerate(self.models):
+            if m.node_group not in groups:
+                errors.append(f"models[{i}].nodeGroup: {m.node_group!r} is not one of "
+                              f"{', '.join(groups)} (the names of gpuNodeGroups)")
+        if errors:
+            raise ConfigError(errors)
+        return self
+
+
+def _duplicates(key: str, names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for i, n in enumerate(names):
+        if n in seen:
+            out.append(f"{key}[{i}].name: {n!r} is used twice; names must be unique")
+        seen.add(n)
+    return out
+
+
+class Stack(BaseModel):
+    """What the program gets: the validated settings plus the secrets as Pulumi secret Outputs."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    project: str
+    stack: str
+    region: str
+    settings: StackConfig
+    hf_token: Optional[pulumi.Output] = None
+    api_key: Optional[pulumi.Output] = None
+
+    @property
+    def cluster_name(self) -> str:
+        return self.settings.cluster.name or f"{self.project}-{self.stack}"
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _message(err: dict, model: type[BaseModel] | None) -> str:
+    kind, ctx = err["type"], err.get("ctx", {})
+    if kind == "literal_error":
+        allowed = ctx["expected"].replace("'", "").replace(" or ", ", ")
+        return f"{err['input']!r} is not one of {allowed}"
+    if kind == "extra_forbidden":
+        allowed = sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
+        return "unknown setting" + (f"; allowed here: {', '.join(allowed)}" if allowed else "")
+    if kind == "missing":
+        return "required"
+    if kind == "value_error":
+        return err["msg"].removeprefix("Value error, ")
+    return f"{err['input']!r} is not allowed: {err['msg'][0].lower()}{err['msg'][1:]}"
+
+
+def _owner(loc: tuple) -> type[BaseModel] | None:
+    """The model that holds the setting at loc (for listing the allowed keys)."""
+    model: Any = StackConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        if field is None:
+            return None
+        ann = field.annotation
+        for candidate in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+        else:
+            return None
+    return model
+
+
+def validate_settings(raw: dict[str, Any]) -> StackConfig:
+    """Validates the project's config keys (already JSON-decoded). Raises ConfigError."""
+    try:
+        return StackConfig.model_validate(raw)
+    except ValidationError as exc:
+        errors = []
+        for err in exc.errors():
+            path, message = _path(err["loc"]), _message(err, _owner(err["loc"]))
+            # A rule across fields names the field it is about: "models[0]" + "dtype: ..."
+            field = re.match(r"^([a-z][A-Za-z]*): (.*)$", message)
+            if field:
+                path, message = f"{path}.{field[1]}" if path else field[1], field[2]
+            errors.append(f"{path}: {message}")
+        raise ConfigError(errors) from None
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def project_keys() -> dict[str, Any]:
+    """Every `llmserve:*` config value the engine passed in (explicit config and env)."""
+    from pulumi.runtime import config as rc
+
+    values = {**rc.get_config_env(), **rc.CONFIG.get()}
+    return {k.split(":", 1)[1]: v for k, v in values.items() if k.startswith(f"{PROJECT}:")}
+
+
+def load() -> Stack:
+    """Reads and validates the stack's config. Raises ConfigError before anything is built."""
+    raw = project_keys()
+    errors = []
+    for key in SECRET_KEYS:
+        value = raw.pop(key, None)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            errors.append(f"{key}: must be a non-empty string (set it with "
+                          f"`pulumi config set --secret {key}`)")
+    region = pulumi.Config("aws").get("region")
+    if not region:
+        errors.append("aws:region: required (e.g. `pulumi config set aws:region us-east-1`)")
+    try:
+        settings = validate_settings({k: _decode(v) for k, v in raw.items()})
+    except ConfigError as exc:
+        errors += exc.errors
+    if errors:
+        raise ConfigError(errors)
+    config = pulumi.Config(PROJECT)
+    return Stack(project=pulumi.get_project(), stack=pulumi.get_stack(), region=region,
+                 settings=settings, hf_token=config.get_secret("hfToken"),
+                 api_key=config.get_secret("apiKey"))

@@ -1,0 +1,108 @@
+"""ModelCache: an encrypted EFS file system shared by every TGI replica, its mount targets and
+security group, the EFS CSI driver add-on with a Pod Identity role, and the StorageClass."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_aws import ec2, efs, eks, iam, vpc
+
+from .iam import MANAGED, trust_policy
+
+STORAGE_CLASS = "efs-model-cache"
+# reference/eks.md, "EFS as the shared model cache"
+CSI_SERVICE_ACCOUNT = "efs-csi-controller-sa"
+CSI_POLICY = f"{MANAGED}/service-role/AmazonEFSCSIDriverPolicy"
+
+
+def tls_only_policy(file_system_arn: str) -> str:
+    """Refuses NFS clients that do not use TLS (the CSI driver mounts with TLS by default)."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyUnencryptedTransport", "Effect": "Deny", "Principal": {"AWS": "*"},
+            "Action": "*", "Resource": file_system_arn,
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }],
+    })
+
+
+@dataclass
+class ModelCacheArgs:
+    cluster_name: pulumi.Input[str]
+    vpc_id: pulumi.Input[str]
+    availability_zones: list[str]
+    private_subnet_ids: list[pulumi.Input[str]]  # one per AZ, same order
+    node_security_group_id: pulumi.Input[str]
+    throughput_mode: str
+    provisioned_throughput_mibps: Optional[int] = None
+    backup: bool = False
+    protect: bool = False
+    # The CSI controller runs on these nodes: its add-on is created once they exist.
+    nodes: Sequence[pulumi.Resource] = field(default_factory=list)
+    tags: Optional[dict[str, str]] = None
+
+
+class ModelCache(pulumi.ComponentResource):
+    file_system: efs.FileSystem
+    storage_class_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ModelCacheArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmserve:infra:ModelCache", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = args.tags or {}
+
+        sg = ec2.SecurityGroup(f"{name}-sg", vpc_id=args.vpc_id,
+                               description="EFS model cache: NFS from the cluster nodes only",
+                               tags={**tags, "Name": f"{name}-efs"}, opts=child)
+        vpc.SecurityGroupIngressRule(f"{name}-nfs", security_group_id=sg.id, ip_protocol="tcp",
+                                     from_port=2049, to_port=2049,
+                                     referenced_security_group_id=args.node_security_group_id,
+                                     description="NFS from the EKS nodes", opts=child)
+
+        # `protect` keeps `pulumi destroy` (and a replacing change) from deleting the cache.
+        self.file_system = efs.FileSystem(
+            f"{name}-efs", encrypted=True, performance_mode="generalPurpose",
+            throughput_mode=args.throughput_mode,
+            provisioned_throughput_in_mibps=args.provisioned_throughput_mibps,
+            tags={**tags, "Name": f"{name}-efs"},
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect))
+        efs.FileSystemPolicy(f"{name}-tls-only", file_system_id=self.file_system.id,
+                             policy=self.file_system.arn.apply(tls_only_policy), opts=child)
+        if args.backup:
+            efs.BackupPolicy(f"{name}-backup", file_system_id=self.file_system.id,
+                             backup_policy=efs.BackupPolicyBackupPolicyArgs(status="ENABLED"),
+                             opts=child)
+        mounts = [efs.MountTarget(f"{name}-mount-{az}", file_system_id=self.file_system.id,
+                                  subnet_id=subnet, security_groups=[sg.id], opts=child)
+                  for az, subnet in zip(args.availability_zones, args.private_subnet_ids)]
+
+        role = iam.Role(f"{name}-csi-role", assume_role_policy=trust_policy("pods.eks.amazonaws.com"),
+                        tags=tags, opts=child)
+        iam.RolePolicyAttachment(f"{name}-csi-policy", role=role.name, policy_arn=CSI_POLICY,
+                                 opts=child)
+        addon = eks.Addon(
+            f"{name}-csi", cluster_name=args.cluster_name, addon_name="aws-efs-csi-driver",
+            pod_identity_associations=[eks.AddonPodIdentityAssociationArgs(
+                service_account=CSI_SERVICE_ACCOUNT, role_arn=role.arn)],
+            resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+            tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.nodes)))
+
+        storage_class = k8s.storage.v1.StorageClass(
+            f"{name}-sc",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=STORAGE_CLASS),
+            provisioner="efs.csi.aws.com",
+            # One access point (and directory) per volume, created by the CSI controller.
+            parameters={"provisioningMode": "efs-ap", "fileSystemId": self.file_system.id,
+                        "directoryPerms": "700", "basePath": "/models"},
+            reclaim_policy="Retain" if args.protect else "Delete",
+            volume_binding_mode="Immediate",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[addon, *mounts]),
+        )
+        self.storage_class_name = storage_class.metadata.name
+        self.register_outputs({"fileSystemId": self.file_system.id,
+                               "storageClassName": self.storage_class_name})

@@ -1,0 +1,89 @@
+"""NodeGroup: an EKS managed node group with a launch template (IMDSv2, encrypted root volume)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+from pulumi_aws import ec2, eks
+
+# The label our workloads select node groups by. EKS's own `eks.amazonaws.com/nodegroup` label
+# carries the auto-generated AWS name (with a random suffix), which a config cannot know.
+NODE_GROUP_LABEL = "llmserve/node-group"
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}  # reference/eks.md
+
+
+def root_device(ami_type: str) -> str:
+    """The device the launch template must size. Bottlerocket boots from a small OS volume
+    (/dev/xvda) and keeps images and containers on its data volume /dev/xvdb; AL2023 has one
+    root volume /dev/xvda (bottlerocket-os/bottlerocket README, "Storage")."""
+    return "/dev/xvdb" if ami_type.startswith("BOTTLEROCKET") else "/dev/xvda"
+
+
+@dataclass
+class NodeGroupArgs:
+    group: str  # the name workloads select the nodes by: label llmserve/node-group=<group>
+    cluster_name: pulumi.Input[str]
+    node_role_arn: pulumi.Input[str]
+    subnet_ids: list[pulumi.Input[str]]
+    instance_types: list[str]
+    ami_type: str
+    capacity_type: str
+    min_size: int
+    max_size: int
+    desired_size: int
+    disk_size_gib: int
+    gpu: bool
+    labels: dict[str, str] = field(default_factory=dict)
+    tags: Optional[dict[str, str]] = None
+
+
+class NodeGroup(pulumi.ComponentResource):
+    node_group: eks.NodeGroup
+
+    def __init__(self, name: str, args: NodeGroupArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmserve:infra:NodeGroup", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {**(args.tags or {}), "Name": name}
+        template = ec2.LaunchTemplate(
+            f"{name}-lt",
+            # IMDSv2 only, hop limit 1: pods cannot reach the node's role through the metadata
+            # service; they get AWS access from EKS Pod Identity instead (reference/eks.md).
+            metadata_options=ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
+            block_device_mappings=[ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name=root_device(args.ami_type),
+                ebs=ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=args.disk_size_gib, volume_type="gp3", encrypted="true",
+                    delete_on_termination="true"),
+            )],
+            tag_specifications=[ec2.LaunchTemplateTagSpecificationArgs(resource_type=t, tags=tags)
+                                for t in ("instance", "volume")],
+            update_default_version=True,
+            tags=tags,
+            opts=child,
+        )
+        self.node_group = eks.NodeGroup(
+            f"{name}-ng",
+            cluster_name=args.cluster_name,
+            node_role_arn=args.node_role_arn,
+            subnet_ids=args.subnet_ids,
+            ami_type=args.ami_type,
+            instance_types=args.instance_types,
+            capacity_type=args.capacity_type,
+            scaling_config=eks.NodeGroupScalingConfigArgs(
+                min_size=args.min_size, max_size=args.max_size, desired_size=args.desired_size),
+            update_config=eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            launch_template=eks.NodeGroupLaunchTemplateArgs(id=template.id,
+                                                            version=template.latest_version.apply(str)),
+            labels={**args.labels, NODE_GROUP_LABEL: args.group},
+            taints=[eks.NodeGroupTaintArgs(**GPU_TAINT)] if args.gpu else None,
+            # EKS replaces nodes whose GPUs or kubelet turn unhealthy.
+            node_repair_config=eks.NodeGroupNodeRepairConfigArgs(enabled=True),
+            tags=tags,
+            # The node autoscaler owns desiredSize once the group exists; `pulumi up` must not
+            # undo its scaling.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
+        )
+        self.register_outputs({"nodeGroupName": self.node_group.node_group_name})
