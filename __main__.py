@@ -31,8 +31,8 @@ cluster = Cluster(name, ClusterArgs(
 gpu_groups = [
     NodeGroup(f"{name}-{group.name}", NodeGroupArgs(
         group=group.name,
-        cluster_name=cluster.cluster.name,
-        node_role_arn=cluster.node_role.arn,
+        cluster_name=cluster.ready_name,
+        node_role_arn=cluster.node_role_arn,
         subnet_ids=network.private_subnet_ids,
         instance_types=group.instance_types,
         ami_type=group.ami_type,
@@ -43,7 +43,7 @@ gpu_groups = [
         disk_size_gib=group.disk_size_gi_b,
         gpu=True,
         tags=tags,
-    ), opts=pulumi.ResourceOptions(depends_on=cluster.base_addons))
+    ))
     for group in cfg.gpu_node_groups
 ]
 

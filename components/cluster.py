@@ -13,7 +13,7 @@ import pulumi_kubernetes as k8s
 from pulumi_aws import cloudwatch, eks, iam, kms
 
 from .config import SystemNodeGroupConfig
-from .iam import MANAGED, trust_policy
+from .iam import MANAGED, after, trust_policy
 from .node_group import NodeGroup, NodeGroupArgs
 
 # Control-plane log types worth their cost (reference/eks.md, "Security defaults").
@@ -59,8 +59,11 @@ class ClusterArgs:
 
 class Cluster(pulumi.ComponentResource):
     cluster: eks.Cluster
+    # The cluster's name, resolved once the networking add-ons are in: node groups created with
+    # it wait for them (a component's depends_on does not reach its children).
+    ready_name: pulumi.Output[str]
     node_role: iam.Role
-    base_addons: list[eks.Addon]
+    node_role_arn: pulumi.Output[str]  # once the node policies are attached
     system_nodes: NodeGroup
     node_security_group_id: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
@@ -78,14 +81,15 @@ class Cluster(pulumi.ComponentResource):
 
         role = iam.Role(f"{name}-cluster-role", assume_role_policy=trust_policy("eks.amazonaws.com"),
                         tags=tags, opts=child)
-        iam.RolePolicyAttachment(f"{name}-cluster-policy", role=role.name,
-                                 policy_arn=f"{MANAGED}/AmazonEKSClusterPolicy", opts=child)
+        role_policies = [iam.RolePolicyAttachment(
+            f"{name}-cluster-policy", role=role.name, policy_arn=f"{MANAGED}/AmazonEKSClusterPolicy",
+            opts=child)]
         # The control plane encrypts and decrypts Secrets with this key only.
-        iam.RolePolicy(f"{name}-cluster-kms", role=role.name, policy=key.arn.apply(lambda arn: json.dumps({
+        role_policies.append(iam.RolePolicy(f"{name}-cluster-kms", role=role.name, policy=key.arn.apply(lambda arn: json.dumps({
             "Version": "2012-10-17",
             "Statement": [{"Effect": "Allow", "Resource": arn, "Action": [
                 "kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"]}],
-        })), opts=child)
+        })), opts=child))
 
         # Created before the cluster, or EKS creates it with logs kept forever.
         logs = cloudwatch.LogGroup(f"{name}-logs", name=f"/aws/eks/{args.cluster_name}/cluster",
@@ -96,7 +100,9 @@ class Cluster(pulumi.ComponentResource):
             f"{name}-eks",
             name=args.cluster_name,
             version=args.kubernetes_version,
-            role_arn=role.arn,
+            # With its policies attached first (and detached last: EKS cleans up its network
+            # interfaces with them on delete).
+            role_arn=after(role.arn, role_policies),
             vpc_config=eks.ClusterVpcConfigArgs(
                 subnet_ids=args.private_subnet_ids,
                 endpoint_private_access=True,
@@ -133,7 +139,7 @@ class Cluster(pulumi.ComponentResource):
                 access_scope=eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"), opts=child)
 
         # Networking and credentials come before nodes; CoreDNS needs nodes to run on.
-        self.base_addons = [
+        addons = [
             eks.Addon(f"{name}-{addon}", cluster_name=cluster_name, addon_name=addon,
                       configuration_values=values, resolve_conflicts_on_create="OVERWRITE",
                       resolve_conflicts_on_update="OVERWRITE", tags=tags, opts=child)
@@ -146,22 +152,26 @@ class Cluster(pulumi.ComponentResource):
             )
         ]
 
+        self.ready_name = after(cluster_name, addons)
+
         self.node_role = iam.Role(f"{name}-node-role", assume_role_policy=trust_policy("ec2.amazonaws.com"),
                                   tags=tags, opts=child)
-        for policy in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly",
-                       "AmazonEKS_CNI_Policy"):
+        # Nodes join only with these attached: node groups get the role's ARN once they are.
+        self.node_role_arn = after(self.node_role.arn, [
             iam.RolePolicyAttachment(f"{name}-node-{policy}", role=self.node_role.name,
                                      policy_arn=f"{MANAGED}/{policy}", opts=child)
+            for policy in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly",
+                           "AmazonEKS_CNI_Policy")])
 
         system = args.system_nodes
         self.system_nodes = NodeGroup(f"{name}-system", NodeGroupArgs(
-            group="system", cluster_name=cluster_name, node_role_arn=self.node_role.arn,
+            group="system", cluster_name=self.ready_name, node_role_arn=self.node_role_arn,
             subnet_ids=args.private_subnet_ids, instance_types=system.instance_types,
             ami_type="AL2023_x86_64_STANDARD", capacity_type="ON_DEMAND",
             min_size=system.min_size, max_size=system.max_size,
             desired_size=system.desired_size, disk_size_gib=system.disk_size_gi_b,
             gpu=False, tags=tags,
-        ), opts=pulumi.ResourceOptions(parent=self, depends_on=self.base_addons))
+        ), opts=pulumi.ResourceOptions(parent=self))
         eks.Addon(f"{name}-coredns", cluster_name=cluster_name, addon_name="coredns",
                   resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
                   tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes]))

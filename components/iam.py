@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pulumi
+
 MANAGED = "arn:aws:iam::aws:policy"
 
 
@@ -16,3 +18,9 @@ def trust_policy(service: str) -> str:
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": actions}],
     })
+
+
+def after(value: pulumi.Input[str], resources: list[pulumi.CustomResource]) -> pulumi.Output[str]:
+    """value, resolved only once the resources exist: what is created with it waits for them
+    (a role's ARN once its policies are attached, a cluster's name once its add-ons are in)."""
+    return pulumi.Output.all(value, *[r.id for r in resources]).apply(lambda values: values[0])

@@ -36,6 +36,10 @@ class Registration:
     custom: bool
     provider: str
     inputs: dict[str, Any]
+    dependencies: list[str] = field(default_factory=list)  # URNs it waits for
+    protect: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -127,7 +131,12 @@ class RecordingMonitor(mocks.MockMonitor):
             self.run.resources.append(Registration(
                 type=request.type, name=request.name, urn=response.urn, parent=request.parent,
                 custom=request.custom, provider=request.provider,
-                inputs=rpc.deserialize_properties(request.object)))
+                inputs=rpc.deserialize_properties(request.object),
+                dependencies=list(request.dependencies), protect=bool(request.protect),
+                ignore_changes=list(request.ignoreChanges),
+                custom_timeouts={k: v for k, v in (("create", request.customTimeouts.create),
+                                                   ("update", request.customTimeouts.update),
+                                                   ("delete", request.customTimeouts.delete)) if v}))
         return response
 
     def RegisterResourceOutputs(self, request):

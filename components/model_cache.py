@@ -11,7 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_aws import ec2, efs, eks, iam, vpc
 
-from .iam import MANAGED, trust_policy
+from .iam import MANAGED, after, trust_policy
 
 STORAGE_CLASS = "efs-model-cache"
 # reference/eks.md, "EFS as the shared model cache"
@@ -83,12 +83,12 @@ class ModelCache(pulumi.ComponentResource):
 
         role = iam.Role(f"{name}-csi-role", assume_role_policy=trust_policy("pods.eks.amazonaws.com"),
                         tags=tags, opts=child)
-        iam.RolePolicyAttachment(f"{name}-csi-policy", role=role.name, policy_arn=CSI_POLICY,
-                                 opts=child)
+        attachment = iam.RolePolicyAttachment(f"{name}-csi-policy", role=role.name,
+                                              policy_arn=CSI_POLICY, opts=child)
         addon = eks.Addon(
             f"{name}-csi", cluster_name=args.cluster_name, addon_name="aws-efs-csi-driver",
             pod_identity_associations=[eks.AddonPodIdentityAssociationArgs(
-                service_account=CSI_SERVICE_ACCOUNT, role_arn=role.arn)],
+                service_account=CSI_SERVICE_ACCOUNT, role_arn=after(role.arn, [attachment]))],
             resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
             tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.nodes)))
 
