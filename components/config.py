@@ -421,7 +421,7 @@ def load() -> Stack:
     errors = []
     for key in SECRET_KEYS:
         value = raw.pop(key, None)
-        if value is not None and (not isinstance(value, str) or not value.strip()):
+        if value is not None and (isinstance(_decode(value), (dict, list)) or not str(value).strip()):
             errors.append(f"{key}: must be a non-empty string (set it with "
                           f"`pulumi config set --secret {key}`)")
     region = pulumi.Config("aws").get("region")

@@ -166,12 +166,13 @@ def project_name(project_dir: Path = PROJECT_DIR) -> str:
 
 
 def run_program(stack: str, config: dict[str, str], secret_keys: list[str] = (),
-                project_dir: Path = PROJECT_DIR) -> Run:
+                project_dir: Path = PROJECT_DIR, run: Optional[Run] = None) -> Run:
     """Runs `__main__.py` of the project under the mocks with this config and returns what it
-    registered. Exceptions of the program (ConfigError...) propagate."""
+    registered (into `run`, if given, so that it can be looked at after an exception).
+    Exceptions of the program (ConfigError...) propagate."""
     project = project_name(project_dir)
     region = config.get("aws:region", "us-east-1")
-    run, platform_mocks = Run(), PlatformMocks(region)
+    run, platform_mocks = run if run is not None else Run(), PlatformMocks(region)
     pulumi.runtime.set_mocks(platform_mocks, project=project, stack=stack, preview=False,
                              monitor=RecordingMonitor(platform_mocks, run))
     # set_mocks made a root stack of its own; the program gets a fresh one, as under the CLI,

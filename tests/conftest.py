@@ -1,0 +1,72 @@
+"""Shared helpers: run the real program under Pulumi's mocks with a stack file or a config dict."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components import mockrun
+from components.config import PROJECT
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+
+
+def stack_settings(stack: str) -> dict:
+    """The project's settings of a stack file, keys without the namespace."""
+    doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {k.split(":", 1)[1]: v for k, v in doc.items() if k.startswith(f"{PROJECT}:")}
+
+
+def run_settings(settings: dict, stack: str = "test", region: str = "us-east-1",
+                 secret_keys: tuple = (), run: mockrun.Run | None = None) -> mockrun.Run:
+    """Runs the program with these settings (as `pulumi config` would hand them over)."""
+    config = {"aws:region": region}
+    for key, value in settings.items():
+        config[f"{PROJECT}:{key}"] = value if isinstance(value, str) else json.dumps(value)
+    return mockrun.run_program(stack, config, [f"{PROJECT}:{k}" for k in secret_keys], run=run)
+
+
+@pytest.fixture
+def dev_settings() -> dict:
+    return copy.deepcopy(stack_settings("dev"))
+
+
+@pytest.fixture(scope="session")
+def stack_runs() -> dict[str, mockrun.Run]:
+    """Each stack file run once through the program (as render does)."""
+    runs = {}
+    for stack in STACKS:
+        config, secret_keys = mockrun.stack_config(ROOT / f"Pulumi.{stack}.yaml", PROJECT)
+        runs[stack] = mockrun.run_program(stack, config, secret_keys)
+    return runs
+
+
+@pytest.fixture(scope="session")
+def dev_run(stack_runs) -> mockrun.Run:
+    return stack_runs["dev"]
+
+
+@pytest.fixture(scope="session")
+def prod_run(stack_runs) -> mockrun.Run:
+    return stack_runs["prod"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    """`python -m components ...` as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "components", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def inputs(run: mockrun.Run, type_: str, name: str | None = None) -> dict:
+    return mockrun.reveal(run.one(type_, name).inputs)
+
+
+def names(urns: list[str]) -> set[str]:
+    return {u.rsplit("::", 1)[-1] for u in urns}
