@@ -36,6 +36,8 @@ class Registration:
     custom: bool
     provider: str
     inputs: dict[str, Any]
+    id: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)  # the state the mocks gave it
     dependencies: list[str] = field(default_factory=list)  # URNs it waits for
     protect: bool = False
     ignore_changes: list[str] = field(default_factory=list)
@@ -132,6 +134,7 @@ class RecordingMonitor(mocks.MockMonitor):
                 type=request.type, name=request.name, urn=response.urn, parent=request.parent,
                 custom=request.custom, provider=request.provider,
                 inputs=rpc.deserialize_properties(request.object),
+                id=response.id, outputs=self.resources[response.urn].state,
                 dependencies=list(request.dependencies), protect=bool(request.protect),
                 ignore_changes=list(request.ignoreChanges),
                 custom_timeouts={k: v for k, v in (("create", request.customTimeouts.create),
