@@ -1,42 +1,87 @@
 """GPU instance catalog: the facts the config and the planner need about each instance type.
 
-Source: ../shared/reference/eks.md ("GPU instances", us-east-1 on-demand Linux prices from the
-Karpenter pricing data of 2026-07-20). g4dn.12xlarge (4 x T4, $3.912/h) is not in that table: its
-price is AWS's us-east-1 on-demand Linux list price, as quoted alike by several public pricing
-tables found with the search tool (2026-11); re-check before relying on it.
+Instance types, GPU counts and models, and prices: ../shared/reference/eks.md ("GPU instances",
+us-east-1 on-demand Linux, Karpenter pricing data of 2026-07-20). g4dn.12xlarge (4 x T4,
+$3.912/h) is not in that table: its price is AWS's us-east-1 on-demand Linux list price, as
+quoted alike by several public pricing tables found with the search tool (2026-11); re-check
+before relying on it.
+
+GPU memory is the total `nvidia-smi` reports, not the marketing size: T4 15360, A10G 23028, L4
+23034, L40S 46068, A100 40GB 40960, A100 80GB 81920, H100 81559 MiB (all listed in
+modal-labs/modal-client PR #2797; the A10G, T4 and H100 values also in
+huggingface/text-generation-inference issues #2671, #1354, #2572), H200 143771 MiB (nvidia-smi
+outputs found with the search tool). Compute capability: NVIDIA's table
+(developer.nvidia.com/cuda-gpus). TGI picks flashinfer attention, which supports chunked prefill,
+on compute capability 8.0 and newer, and paged attention (no chunking) below (launcher
+`resolve_attention`, v3.3.7). FP8 (`QUANTIZE=fp8`) is counted only on Hopper (H100, H200): TGI
+documents fp8 for H100 and newer; Ada (L4, L40S) supports FP8 in hardware but is treated as
+unverified (reference/eks.md).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Gpu:
+    name: str
+    memory_mib: int  # total as reported by nvidia-smi
+    compute_capability: float
+    fp8: bool
+
+    @property
+    def chunked_prefill(self) -> bool:
+        return self.compute_capability >= 8.0
+
+
+GPUS: dict[str, Gpu] = {g.name: g for g in (
+    Gpu("T4", 15360, 7.5, fp8=False),
+    Gpu("A10G", 23028, 8.6, fp8=False),
+    Gpu("L4", 23034, 8.9, fp8=False),
+    Gpu("L40S", 46068, 8.9, fp8=False),
+    Gpu("A100-40GB", 40960, 8.0, fp8=False),
+    Gpu("A100-80GB", 81920, 8.0, fp8=False),
+    Gpu("H100", 81559, 9.0, fp8=True),
+    Gpu("H200", 143771, 9.0, fp8=True),
+)}
+
 
 @dataclass(frozen=True)
 class GpuInstance:
     instance_type: str
     gpus: int
-    gpu_model: str
-    gpu_memory_gb: int  # per GPU, as sold (GB)
+    gpu: Gpu
     hourly_usd: float  # on-demand, us-east-1
+
+    @property
+    def gpu_memory_bytes(self) -> int:
+        return self.gpu.memory_mib * MIB
+
+
+def _instance(instance_type: str, gpus: int, gpu: str, hourly_usd: float) -> GpuInstance:
+    return GpuInstance(instance_type, gpus, GPUS[gpu], hourly_usd)
 
 
 CATALOG: dict[str, GpuInstance] = {
     i.instance_type: i
     for i in (
-        GpuInstance("g4dn.xlarge", 1, "T4", 16, 0.526),
-        GpuInstance("g4dn.12xlarge", 4, "T4", 16, 3.912),
-        GpuInstance("g5.xlarge", 1, "A10G", 24, 1.006),
-        GpuInstance("g5.2xlarge", 1, "A10G", 24, 1.212),
-        GpuInstance("g5.12xlarge", 4, "A10G", 24, 5.672),
-        GpuInstance("g5.48xlarge", 8, "A10G", 24, 16.288),
-        GpuInstance("g6.xlarge", 1, "L4", 24, 0.8048),
-        GpuInstance("g6.12xlarge", 4, "L4", 24, 4.6016),
-        GpuInstance("g6e.xlarge", 1, "L40S", 48, 1.861),
-        GpuInstance("g6e.12xlarge", 4, "L40S", 48, 10.4926),
-        GpuInstance("p4d.24xlarge", 8, "A100", 40, 21.9576),
-        GpuInstance("p4de.24xlarge", 8, "A100", 80, 27.4471),
-        GpuInstance("p5.4xlarge", 1, "H100", 80, 6.88),
-        GpuInstance("p5.48xlarge", 8, "H100", 80, 55.04),
-        GpuInstance("p5en.48xlarge", 8, "H200", 141, 63.296),
+        _instance("g4dn.xlarge", 1, "T4", 0.526),
+        _instance("g4dn.12xlarge", 4, "T4", 3.912),
+        _instance("g5.xlarge", 1, "A10G", 1.006),
+        _instance("g5.2xlarge", 1, "A10G", 1.212),
+        _instance("g5.12xlarge", 4, "A10G", 5.672),
+        _instance("g5.48xlarge", 8, "A10G", 16.288),
+        _instance("g6.xlarge", 1, "L4", 0.8048),
+        _instance("g6.12xlarge", 4, "L4", 4.6016),
+        _instance("g6e.xlarge", 1, "L40S", 1.861),
+        _instance("g6e.12xlarge", 4, "L40S", 10.4926),
+        _instance("p4d.24xlarge", 8, "A100-40GB", 21.9576),
+        _instance("p4de.24xlarge", 8, "A100-80GB", 27.4471),
+        _instance("p5.4xlarge", 1, "H100", 6.88),
+        _instance("p5.48xlarge", 8, "H100", 55.04),
+        _instance("p5en.48xlarge", 8, "H200", 63.296),
     )
 }
