@@ -1,14 +1,20 @@
 """The Pulumi program: load and validate the stack config, build the platform, export outputs."""
 
+from pathlib import Path
+
 import pulumi
 
 from components import config
+from components.modellock import LOCK_FILE
 from components.cluster import Cluster, ClusterArgs
 from components.model_cache import ModelCache, ModelCacheArgs
 from components.network import Network, NetworkArgs
 from components.node_group import NodeGroup, NodeGroupArgs
 
-stack = config.load()  # raises ConfigError, with every invalid setting, before any resource
+# Both raise ConfigError, naming every invalid setting or model that cannot work, before any
+# resource is registered. The plans come from the committed lock only: no network here.
+stack = config.load()
+plans = config.load_plans(stack, Path(__file__).parent / LOCK_FILE)
 cfg = stack.settings
 name = stack.cluster_name
 tags = {"llmserve/cluster": name}
@@ -66,3 +72,8 @@ pulumi.export("clusterName", cluster.cluster.name)
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("efsId", cache.file_system.id)
 pulumi.export("storageClass", cache.storage_class_name)
+pulumi.export("modelPlans", {name: {
+    "instanceType": p.instance_type, "numShard": p.num_shard, "maxInputTokens": p.max_input_tokens,
+    "maxTotalTokens": p.max_total_tokens, "kvCapacityTokens": p.kv_capacity_tokens,
+    "hourlyUsdPerReplica": p.hourly_usd,
+} for name, p in plans.items()})

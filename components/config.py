@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
 import pulumi
@@ -19,6 +20,8 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
 from pydantic.alias_generators import to_camel
 
 from .catalog import CATALOG
+from . import planner
+from .modellock import LOCK_FILE, Lock
 
 PROJECT = "llmserve"
 
@@ -437,3 +440,60 @@ def load() -> Stack:
     return Stack(project=pulumi.get_project(), stack=pulumi.get_stack(), region=region,
                  settings=settings, hf_token=config.get_secret("hfToken"),
                  api_key=config.get_secret("apiKey"))
+
+
+def model_request(model: ModelConfig, storage: StorageConfig) -> planner.Request:
+    return planner.Request(quantize=model.quantize, dtype=model.dtype,
+                           max_input_tokens=model.max_input_tokens,
+                           max_total_tokens=model.max_total_tokens,
+                           throughput_mode=storage.throughput_mode,
+                           provisioned_mibps=storage.provisioned_throughput_mibps)
+
+
+def plan_models(settings: StackConfig, lock: Lock, stack: str) -> tuple[dict[str, planner.Plan], list[str]]:
+    """Plans each model on the instance types of its node group. Returns the plans (fitting or
+    not) by model name, and one error line per model that is not locked or does not fit."""
+    groups = {g.name: g for g in settings.gpu_node_groups}
+    plans, errors = {}, []
+    for i, model in enumerate(settings.models):
+        entry = lock.models.get(model.id)
+        if entry is None:
+            errors.append(f"models[{i}].id: {model.id} is not in {LOCK_FILE}: run "
+                          f"`python -m components lock --stack {stack}`")
+            continue
+        if re.fullmatch(r"[0-9a-f]{40}", model.revision) and entry.revision not in (None, model.revision):
+            errors.append(f"models[{i}].revision: {model.revision} is not the locked revision "
+                          f"{entry.revision}: run `python -m components lock --stack {stack}`")
+            continue
+        group = groups[model.node_group]
+        request = model_request(model, settings.storage)
+        plan = planner.plan_node_group(model.id, entry, group.instance_types, request)
+        plans[model.name] = plan
+        if not plan.fits:
+            best = planner.cheapest(model.id, entry, request)
+            hint = (f"the cheapest catalog instance that fits: {best.instance_type} with "
+                    f"{best.num_shard} shard(s), ${best.hourly_usd}/h per replica" if best
+                    else "no catalog instance fits it")
+            errors.append(f"models[{i}]: {model.id} does not fit node group {group.name} "
+                          f"({plan.instance_type}, {plan.num_shard} shard(s)): {plan.reason}; {hint}")
+    return plans, errors
+
+
+def load_plans(stack: Stack, lock_path: Path) -> dict[str, planner.Plan]:
+    """The plan of every model of the stack, from the lock only (no network). Raises ConfigError
+    for a model that is not locked, does not fit, or is gated without hfToken."""
+    from .modellock import LockError, read
+
+    try:
+        lock = read(lock_path)
+    except LockError as exc:
+        raise ConfigError([str(exc)]) from None
+    plans, errors = plan_models(stack.settings, lock, stack.stack)
+    for i, model in enumerate(stack.settings.models):
+        entry = lock.models.get(model.id)
+        if entry is not None and entry.gated and stack.hf_token is None:
+            errors.append(f"hfToken: required: models[{i}] ({model.id}) is gated (`pulumi config "
+                          "set --secret hfToken hf_...` with a token that accepted its license)")
+    if errors:
+        raise ConfigError(errors)
+    return plans

@@ -19,6 +19,7 @@ min(capacity, context) and MAX_INPUT_TOKENS is MAX_TOTAL_TOKENS - 1 (warmup).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from typing import Iterable, Optional
@@ -197,7 +198,8 @@ def plan(model: str, entry: LockEntry, instance: GpuInstance, num_shard: int, re
     kv_memory = total * CUDA_MEMORY_FRACTION * WIGGLE_ROOM - per_gpu - overhead - activations
     capacity = max(int(kv_memory // kv_shard), 0)
 
-    max_total = req.max_total_tokens or max(min(capacity, shape.max_position_embeddings), 2)
+    context = shape.max_position_embeddings
+    max_total = req.max_total_tokens or (min(capacity, context) if capacity >= 2 else context)
     max_input = req.max_input_tokens or max_total - 1
     if why_not is None:
         if per_gpu + overhead + activations > total * CUDA_MEMORY_FRACTION * WIGGLE_ROOM:
@@ -218,22 +220,25 @@ def plan(model: str, entry: LockEntry, instance: GpuInstance, num_shard: int, re
     )
 
 
-def fewest_shards(model: str, entry: LockEntry, instance: GpuInstance, req: Request) -> Plan:
-    """The plan with the fewest shards that fits; if none fits, the largest one tried."""
-    plans = [plan(model, entry, instance, n, req) for n in SHARDS if n <= instance.gpus]
-    return next((p for p in plans if p.fits), _most_telling(plans))
+def best_plan(model: str, entry: LockEntry, req: Request,
+              instances: Iterable[GpuInstance] = CATALOG.values(),
+              shards: Iterable[int] = SHARDS) -> Plan:
+    """Per instance type the fewest shards that fit, then the cheapest of those (per replica).
+    When nothing fits, the most telling failure: a memory one, with the most GPUs tried."""
+    tried = [[plan(model, entry, i, n, req) for n in shards if n <= i.gpus] for i in instances]
+    fitting = [p for p in (next((p for p in t if p.fits), None) for t in tried) if p]
+    if fitting:
+        return min(fitting, key=lambda p: (p.hourly_usd, p.num_shard))
+    failed = [p for t in tried for p in t]
+    if not failed:
+        raise PlanError("no instance type has that many GPUs")
+    memory = [p for p in failed if "GiB" in p.reason or "KV cache" in p.reason]
+    return (memory or failed)[-1]
 
 
-def _most_telling(plans: list[Plan]) -> Plan:
-    """Of plans that do not fit, the one whose reason is about memory, with the most shards."""
-    memory = [p for p in plans if "GiB" in p.reason]
-    return (memory or plans)[-1]
-
-
-def cheapest(model: str, entry: LockEntry, req: Request,
-             instances: Iterable[GpuInstance] = CATALOG.values()) -> Optional[Plan]:
-    fitting = [p for p in (fewest_shards(model, entry, i, req) for i in instances) if p.fits]
-    return min(fitting, key=lambda p: (p.hourly_usd, p.num_shard), default=None)
+def cheapest(model: str, entry: LockEntry, req: Request) -> Optional[Plan]:
+    found = best_plan(model, entry, req)
+    return found if found.fits else None
 
 
 def plan_node_group(model: str, entry: LockEntry, instance_types: list[str], req: Request) -> Plan:
@@ -247,10 +252,8 @@ def plan_node_group(model: str, entry: LockEntry, instance_types: list[str], req
         last = [plan(model, entry, i, n, req) for i in instances]
         if all(p.fits for p in last):
             tightest = min(last, key=lambda p: p.kv_capacity_tokens)
-            return _replace(tightest, hourly_usd=max(p.hourly_usd for p in last))
-    failing = [p for p in last if not p.fits] or last
-    return failing[0] if failing else fewest_shards(model, entry, instances[0], req)
+            return dataclasses.replace(tightest, hourly_usd=max(p.hourly_usd for p in last))
+    failing = [p for p in last if not p.fits]
+    return failing[0] if failing else best_plan(model, entry, req, instances[:1])
 
 
-def _replace(p: Plan, **changes) -> Plan:
-    return Plan(**{**p.as_dict(), **changes})
