@@ -121,6 +121,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
     settings = _settings(args.stack, args.config_file)
     path = _lock_path(args.lockfile)
     lock = modellock.read(path)

@@ -305,7 +305,12 @@ class StackConfig(Settings):
         errors = _duplicates("gpuNodeGroups", [g.name for g in self.gpu_node_groups])
         errors += _duplicates("models", [m.name for m in self.models])
         groups = [g.name for g in self.gpu_node_groups]
+        revisions: dict[str, tuple[int, str]] = {}
         for i, m in enumerate(self.models):
+            first = revisions.setdefault(m.id, (i, m.revision))
+            if first[1] != m.revision:
+                errors.append(f"models[{i}].revision: {m.id} is also models[{first[0]}] at revision "
+                              f"{first[1]!r}; one revision per model id (the lock pins one)")
             if m.node_group not in groups:
                 errors.append(f"models[{i}].nodeGroup: {m.node_group!r} is not one of "
                               f"{', '.join(groups)} (the names of gpuNodeGroups)")

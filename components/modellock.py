@@ -87,18 +87,27 @@ def write(path: Path, lock: Lock) -> None:
 
 
 def shape_from_config(config: dict) -> ModelShape:
-    """The numbers the planner needs from a transformers config.json (multimodal configs keep
-    them under text_config)."""
+    """The numbers the planner needs from a transformers config.json. Multimodal configs keep
+    them under text_config; Falcon spells KV heads `num_kv_heads` or `multi_query` and has no
+    max_position_embeddings (transformers' FalconConfig default: 2048)."""
     text = config.get("text_config") or config
     heads = text["num_attention_heads"]
+    kv_heads = text.get("num_key_value_heads") or text.get("num_kv_heads") or \
+        (1 if text.get("multi_query") else heads)
+    context = next((text[k] for k in ("max_position_embeddings", "n_positions", "max_seq_len",
+                                      "seq_length") if text.get(k)), None)
+    if context is None and (config.get("model_type") or text.get("model_type")) == "falcon":
+        context = 2048
+    if context is None:
+        raise ValueError("config.json has no max_position_embeddings")
     return ModelShape(
         model_type=config.get("model_type") or text.get("model_type"),
         num_hidden_layers=text["num_hidden_layers"],
         hidden_size=text["hidden_size"],
         num_attention_heads=heads,
-        num_key_value_heads=text.get("num_key_value_heads") or heads,
+        num_key_value_heads=kv_heads,
         head_dim=text.get("head_dim"),
-        max_position_embeddings=text["max_position_embeddings"],
+        max_position_embeddings=context,
         vocab_size=text["vocab_size"],
     )
 

@@ -86,7 +86,7 @@ INVALID = [
      "models[0].quantize: 'int4' is not one of awq, compressed-tensors, eetq, exl2, gptq, marlin, "
      "bitsandbytes, bitsandbytes-nf4, bitsandbytes-fp4, fp8"),
     (_set("models.0.dtype", "float8"), "models[0].dtype: 'float8' is not one of float16, bfloat16"),
-    (_set("models.0.dtype", "float16"),
+    (lambda s: s["models"][0].update(dtype="float16", quantize="awq"),
      "models[0].dtype: cannot be set together with quantize 'awq'"),
     (_set("models.0.name", "Qwen_7B"), "models[0].name: 'Qwen_7B' is not a DNS-1123 label"),
     (_set("models.0.id", "not a repo"), "models[0].id: 'not a repo' is not a Hugging Face model repo id"),

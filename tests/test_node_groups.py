@@ -29,7 +29,7 @@ def test_gpu_node_group(dev_run):
     assert ng["nodeRepairConfig"] == {"enabled": True}
     assert ng["launchTemplate"] == {"id": lt.id, "version": "1"}
     private = [s.id for s in dev_run.of_type("aws:ec2/subnet:Subnet") if "-private-" in s.name]
-    assert ng["subnetIds"] == private
+    assert sorted(ng["subnetIds"]) == sorted(private)
 
 
 def test_launch_template_requires_imdsv2_with_hop_limit_1_and_sizes_the_root_volume(dev_run):

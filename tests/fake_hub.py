@@ -1,0 +1,156 @@
+"""A local HTTP server that answers like the Hugging Face Hub, for the real huggingface_hub client.
+
+It serves the routes the lock uses (`HF_ENDPOINT=http://127.0.0.1:PORT`):
+- GET  /api/models/{repo}[/revision/{rev}]  model info (with `?blobs=True`: file sizes, LFS)
+- HEAD /{repo}/resolve/{rev}/{file}          file metadata headers (X-Repo-Commit, ETag, size)
+- GET  /{repo}/resolve/{rev}/{file}          file content, honouring `Range`
+and errors as the Hub spells them (`X-Error-Code: RepoNotFound | RevisionNotFound |
+EntryNotFound | GatedRepo`). Safetensors files are real safetensors headers followed by zeros,
+so the client parses them as it parses the Hub's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Optional
+
+DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "I32": 4, "I8": 1, "U8": 1}
+
+
+def safetensors_file(tensors: dict[str, tuple[str, list[int]]]) -> bytes:
+    """A safetensors file: 8-byte header length, JSON header, tensor data (zeros)."""
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, (dtype, shape) in tensors.items():
+        size = DTYPE_BYTES[dtype]
+        for dim in shape:
+            size *= dim
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + size]}
+        offset += size
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw + bytes(offset)
+
+
+@dataclass
+class Repo:
+    files: dict[str, bytes]
+    sha: str
+    gated: object = False  # False, "auto" or "manual"
+    tokens: tuple[str, ...] = ()  # tokens that accepted the license (gated repos)
+    revisions: dict[str, str] = field(default_factory=dict)  # branch -> sha
+
+    def resolve(self, revision: Optional[str]) -> Optional[str]:
+        branches = {"main": self.sha, **self.revisions}
+        if revision in branches.values():
+            return revision
+        return branches.get(revision or "main")
+
+
+class FakeHub:
+    def __init__(self, repos: dict[str, Repo]):
+        self.repos = repos
+        self.requests: list[tuple[str, str]] = []  # (method, path)
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # quiet
+                pass
+
+            def do_GET(self):
+                hub.handle(self, "GET")
+
+            def do_HEAD(self):
+                hub.handle(self, "HEAD")
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeHub":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @staticmethod
+    def _error(h: BaseHTTPRequestHandler, status: int, code: str, message: str, method: str) -> None:
+        body = json.dumps({"error": message}).encode()
+        h.send_response(status)
+        h.send_header("X-Error-Code", code)
+        h.send_header("X-Error-Message", message)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        if method == "GET":
+            h.wfile.write(body)
+
+    def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        path = h.path.split("?", 1)[0]
+        self.requests.append((method, path))
+        api = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path)
+        resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+        name = (api or resolve)[1] if (api or resolve) else None
+        repo = self.repos.get(name) if name else None
+        if repo is None:
+            return self._error(h, 404, "RepoNotFound", "Repository not found", method)
+        sha = repo.resolve((api or resolve)[2])
+        if sha is None:
+            return self._error(h, 404, "RevisionNotFound", "Invalid rev id", method)
+        if api:
+            return self._model_info(h, name, repo, sha)
+        return self._file(h, name, repo, sha, resolve[3], method)
+
+    def _model_info(self, h, name: str, repo: Repo, sha: str) -> None:
+        siblings = []
+        for fname, content in repo.files.items():
+            blob = hashlib.sha1(content).hexdigest()
+            sibling = {"rfilename": fname, "size": len(content), "blobId": blob}
+            if fname.endswith(".safetensors"):
+                sibling["lfs"] = {"size": len(content), "sha256": hashlib.sha256(content).hexdigest(),
+                                  "pointerSize": 135}
+            siblings.append(sibling)
+        body = json.dumps({"id": name, "modelId": name, "sha": sha, "private": False,
+                           "gated": repo.gated, "disabled": False, "tags": [],
+                           "siblings": siblings}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def _file(self, h, name: str, repo: Repo, sha: str, fname: str, method: str) -> None:
+        if repo.gated:
+            auth = h.headers.get("Authorization", "")
+            if auth.removeprefix("Bearer ") not in repo.tokens:
+                return self._error(h, 401 if not auth else 403, "GatedRepo",
+                                   f"Access to model {name} is restricted.", method)
+        content = repo.files.get(fname)
+        if content is None:
+            return self._error(h, 404, "EntryNotFound", "Entry not found", method)
+        etag = hashlib.sha256(content).hexdigest()
+        start, end = 0, len(content) - 1
+        rng = re.fullmatch(r"bytes=(\d+)-(\d*)", h.headers.get("Range", "") or "")
+        if rng:
+            start = int(rng[1])
+            end = min(int(rng[2]) if rng[2] else end, len(content) - 1)
+        body = content[start:end + 1]
+        h.send_response(206 if rng else 200)
+        h.send_header("X-Repo-Commit", sha)
+        h.send_header("ETag", f'"{etag}"')
+        if fname.endswith(".safetensors"):
+            h.send_header("X-Linked-Etag", f'"{etag}"')
+            h.send_header("X-Linked-Size", str(len(content)))
+        if rng:
+            h.send_header("Content-Range", f"bytes {start}-{end}/{len(content)}")
+        h.send_header("Content-Length", str(len(body) if method == "GET" else len(content)))
+        h.end_headers()
+        if method == "GET":
+            h.wfile.write(body)
