@@ -72,8 +72,8 @@ pulumi.export("clusterName", cluster.cluster.name)
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("efsId", cache.file_system.id)
 pulumi.export("storageClass", cache.storage_class_name)
-pulumi.export("modelPlans", {name: {
+pulumi.export("modelPlans", {name: {slot: {
     "instanceType": p.instance_type, "numShard": p.num_shard, "maxInputTokens": p.max_input_tokens,
     "maxTotalTokens": p.max_total_tokens, "kvCapacityTokens": p.kv_capacity_tokens,
     "hourlyUsdPerReplica": p.hourly_usd,
-} for name, p in plans.items()})
+} for slot, p in slots.items()} for name, slots in plans.items()})

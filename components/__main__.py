@@ -97,7 +97,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         unlocked = [e for e in errors if "is not in" in e or "locked revision" in e]
         if unlocked:
             raise UsageError("\n".join(unlocked))
-        _print_plans(list(plans.items()), args.json)
+        _print_plans([(name if len(slots) == 1 else f"{name}/{slot}", p)
+                      for name, slots in plans.items() for slot, p in slots.items()], args.json)
         return 0
     entry = lock.models.get(args.model)
     if entry is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
@@ -34,6 +35,10 @@ BITSANDBYTES = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)  # the values CloudWatch Logs accepts
 SECRET_KEYS = ("hfToken", "apiKey")
+# TGI's newest release (reference/tgi.md: git tags go to v3.3.7; the image is published under
+# the same tag on ghcr.io).
+DEFAULT_TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
+SLOTS = ("blue", "green")
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HF_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -94,7 +99,17 @@ def _role_arn(value: str) -> str:
     return value
 
 
+def _image(value: str) -> str:
+    """A container image pinned to a tag or digest, never `latest` (reference/tgi.md)."""
+    name, _, tag = value.rpartition(":") if "@" not in value else (value, "", "digest")
+    if not name or "/" in tag or tag in ("", "latest"):
+        raise ValueError(f"{value!r} is not pinned: give a release tag or a digest, e.g. "
+                         f"{DEFAULT_TGI_IMAGE}")
+    return value
+
+
 Cidr = Annotated[str, AfterValidator(_cidr)]
+Image = Annotated[str, AfterValidator(_image)]
 SubnetId = Annotated[str, AfterValidator(_subnet_id)]
 GpuInstanceType = Annotated[str, AfterValidator(_gpu_instance_type)]
 SystemInstanceType = Annotated[str, AfterValidator(_system_instance_type)]
@@ -248,6 +263,8 @@ class StorageConfig(Settings):
 class Replicas(Settings):
     min: int = Field(1, ge=1)
     max: int = Field(1, ge=1)
+    # The HPA adds replicas when the average of TGI's tgi_queue_size per pod is above this.
+    target_queue_size: int = Field(10, ge=1)
 
     @model_validator(mode="after")
     def _order(self) -> "Replicas":
@@ -256,41 +273,121 @@ class Replicas(Settings):
         return self
 
 
-class ModelConfig(Settings):
-    name: str
-    id: str
-    revision: str = "main"
+class ModelSettings(Settings):
+    """What a model slot runs. At the model level these are the defaults of its slots."""
+
+    id: Optional[str] = None
+    revision: Optional[str] = None
     quantize: Optional[Literal[QUANTIZE]] = None  # type: ignore[valid-type]
     dtype: Optional[Literal["float16", "bfloat16"]] = None
-    node_group: str
-    replicas: Replicas = Replicas()
+    node_group: Optional[str] = None
     max_input_tokens: Optional[int] = Field(None, ge=1)
     max_total_tokens: Optional[int] = Field(None, ge=2)
+    image: Optional[Image] = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (len(v) > 96 or not HF_REPO_ID.match(v) or ".." in v or "--" in v):
+            raise ValueError(f"{v!r} is not a Hugging Face model repo id, e.g. "
+                             "mistralai/Mistral-7B-Instruct-v0.3")
+        return v
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A model slot with every setting resolved (slot over model over defaults)."""
+
+    slot: str
+    id: str
+    revision: str
+    quantize: Optional[str]
+    dtype: Optional[str]
+    node_group: str
+    max_input_tokens: Optional[int]
+    max_total_tokens: Optional[int]
+    image: str
+
+
+class ModelConfig(ModelSettings):
+    name: str
+    id: str
+    node_group: str
+    replicas: Replicas = Replicas()
+    # Blue-green: each slot overrides the model's settings; the Service sends traffic to `active`.
+    slots: dict[Literal[SLOTS], ModelSettings] = {}  # type: ignore[valid-type]
+    active: Optional[Literal[SLOTS]] = None  # type: ignore[valid-type]
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return _dns_label(v, 40)
 
-    @field_validator("id")
+    @model_validator(mode="after")
+    def _slots(self) -> "ModelConfig":
+        configured = list(self.slots) or ["blue"]
+        if self.active is not None and self.active not in configured:
+            raise ValueError(f"active: {self.active!r} is not a configured slot; slots: "
+                             f"{', '.join(configured)}")
+        if len(configured) > 1 and self.active is None:
+            raise ValueError("active: required with two slots (blue or green)")
+        for slot in self.resolved_slots():
+            where = f"slots.{slot.slot}." if self.slots else ""
+            # reference/tgi.md: "Only 1 can be set between dtype and quantize" (bitsandbytes excepted).
+            if slot.dtype and slot.quantize and slot.quantize not in BITSANDBYTES:
+                raise ValueError(f"{where}dtype: cannot be set together with quantize "
+                                 f"{slot.quantize!r} (TGI allows dtype only with the bitsandbytes modes)")
+            if slot.max_input_tokens is not None and slot.max_total_tokens is not None \
+                    and slot.max_input_tokens >= slot.max_total_tokens:
+                raise ValueError(f"{where}maxInputTokens: {slot.max_input_tokens} must be less than "
+                                 f"maxTotalTokens ({slot.max_total_tokens})")
+        return self
+
+    def resolved_slots(self) -> list[Slot]:
+        """The slots, each setting taken from the slot, else the model, else the default."""
+        out = []
+        for name, override in (self.slots or {"blue": ModelSettings()}).items():
+            value = {f: getattr(override, f) if f in override.model_fields_set else getattr(self, f)
+                     for f in ModelSettings.model_fields}
+            out.append(Slot(slot=name, id=value["id"], revision=value["revision"] or "main",
+                            quantize=value["quantize"], dtype=value["dtype"],
+                            node_group=value["node_group"],
+                            max_input_tokens=value["max_input_tokens"],
+                            max_total_tokens=value["max_total_tokens"],
+                            image=value["image"] or DEFAULT_TGI_IMAGE))
+        return out
+
+    @property
+    def active_slot(self) -> str:
+        return self.active or next(iter(self.slots), "blue")
+
+
+class IngressConfig(Settings):
+    """One ALB (AWS Load Balancer Controller) for every model, host `<model>.<domain>`."""
+
+    domain: str
+    certificate_arn: str
+    scheme: Literal["internal", "internet-facing"] = "internal"
+    allowed_cidrs: list[Cidr] = Field(min_length=1)
+    # Streamed generations outlive the ALB's 60 s default idle timeout (reference/eks.md).
+    idle_timeout_seconds: int = Field(600, ge=60, le=4000)
+    # AWS WAFv2 rate-based rule: requests per client IP per 5 minutes; none: no WAF.
+    rate_limit_per_5min: Optional[int] = Field(None, ge=10, le=2_000_000_000)
+
+    @field_validator("domain")
     @classmethod
-    def _id(cls, v: str) -> str:
-        if len(v) > 96 or not HF_REPO_ID.match(v) or ".." in v or "--" in v:
-            raise ValueError(f"{v!r} is not a Hugging Face model repo id, e.g. "
-                             "mistralai/Mistral-7B-Instruct-v0.3")
+    def _domain(cls, v: str) -> str:
+        if not re.fullmatch(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}", v):
+            raise ValueError(f"{v!r} is not a DNS domain, e.g. llm.example.com")
         return v
 
-    @model_validator(mode="after")
-    def _tgi_rules(self) -> "ModelConfig":
-        # reference/tgi.md: "Only 1 can be set between dtype and quantize" (bitsandbytes excepted).
-        if self.dtype and self.quantize and self.quantize not in BITSANDBYTES:
-            raise ValueError(f"dtype: cannot be set together with quantize {self.quantize!r} "
-                             "(TGI allows dtype only with the bitsandbytes modes)")
-        if self.max_input_tokens is not None and self.max_total_tokens is not None \
-                and self.max_input_tokens >= self.max_total_tokens:
-            raise ValueError(f"maxInputTokens: {self.max_input_tokens} must be less than "
-                             f"maxTotalTokens ({self.max_total_tokens})")
-        return self
+    @field_validator("certificate_arn")
+    @classmethod
+    def _certificate(cls, v: str) -> str:
+        if not re.fullmatch(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+", v):
+            raise ValueError(f"{v!r} is not an ACM certificate ARN "
+                             "(arn:aws:acm:REGION:ACCOUNT:certificate/ID)")
+        return v
 
 
 class StackConfig(Settings):
@@ -298,6 +395,7 @@ class StackConfig(Settings):
     system_node_group: SystemNodeGroupConfig = SystemNodeGroupConfig()
     gpu_node_groups: list[GpuNodeGroupConfig] = Field(min_length=1)
     storage: StorageConfig = StorageConfig()
+    ingress: Optional[IngressConfig] = None
     models: list[ModelConfig] = []
 
     @model_validator(mode="after")
@@ -305,15 +403,17 @@ class StackConfig(Settings):
         errors = _duplicates("gpuNodeGroups", [g.name for g in self.gpu_node_groups])
         errors += _duplicates("models", [m.name for m in self.models])
         groups = [g.name for g in self.gpu_node_groups]
-        revisions: dict[str, tuple[int, str]] = {}
+        revisions: dict[str, tuple[str, str]] = {}
         for i, m in enumerate(self.models):
-            first = revisions.setdefault(m.id, (i, m.revision))
-            if first[1] != m.revision:
-                errors.append(f"models[{i}].revision: {m.id} is also models[{first[0]}] at revision "
-                              f"{first[1]!r}; one revision per model id (the lock pins one)")
-            if m.node_group not in groups:
-                errors.append(f"models[{i}].nodeGroup: {m.node_group!r} is not one of "
-                              f"{', '.join(groups)} (the names of gpuNodeGroups)")
+            for slot in m.resolved_slots():
+                where = f"models[{i}]" + (f".slots.{slot.slot}" if m.slots else "")
+                first = revisions.setdefault(slot.id, (where, slot.revision))
+                if first[1] != slot.revision:
+                    errors.append(f"{where}.revision: {slot.id} is also {first[0]} at revision "
+                                  f"{first[1]!r}; one revision per model id (the lock pins one)")
+                if slot.node_group not in groups:
+                    errors.append(f"{where}.nodeGroup: {slot.node_group!r} is not one of "
+                                  f"{', '.join(groups)} (the names of gpuNodeGroups)")
         if errors:
             raise ConfigError(errors)
         return self
@@ -447,44 +547,50 @@ def load() -> Stack:
                  api_key=config.get_secret("apiKey"))
 
 
-def model_request(model: ModelConfig, storage: StorageConfig) -> planner.Request:
-    return planner.Request(quantize=model.quantize, dtype=model.dtype,
-                           max_input_tokens=model.max_input_tokens,
-                           max_total_tokens=model.max_total_tokens,
+def slot_request(slot: Slot, storage: StorageConfig) -> planner.Request:
+    return planner.Request(quantize=slot.quantize, dtype=slot.dtype,
+                           max_input_tokens=slot.max_input_tokens,
+                           max_total_tokens=slot.max_total_tokens,
                            throughput_mode=storage.throughput_mode,
                            provisioned_mibps=storage.provisioned_throughput_mibps)
 
 
-def plan_models(settings: StackConfig, lock: Lock, stack: str) -> tuple[dict[str, planner.Plan], list[str]]:
-    """Plans each model on the instance types of its node group. Returns the plans (fitting or
-    not) by model name, and one error line per model that is not locked or does not fit."""
+Plans = dict[str, dict[str, planner.Plan]]  # model name -> slot -> plan
+
+
+def plan_models(settings: StackConfig, lock: Lock, stack: str) -> tuple[Plans, list[str]]:
+    """Plans each model slot on the instance types of its node group. Returns the plans (fitting
+    or not), and one error line per slot that is not locked or does not fit."""
     groups = {g.name: g for g in settings.gpu_node_groups}
-    plans, errors = {}, []
+    plans: Plans = {}
+    errors = []
     for i, model in enumerate(settings.models):
-        entry = lock.models.get(model.id)
-        if entry is None:
-            errors.append(f"models[{i}].id: {model.id} is not in {LOCK_FILE}: run "
-                          f"`python -m components lock --stack {stack}`")
-            continue
-        if re.fullmatch(r"[0-9a-f]{40}", model.revision) and entry.revision not in (None, model.revision):
-            errors.append(f"models[{i}].revision: {model.revision} is not the locked revision "
-                          f"{entry.revision}: run `python -m components lock --stack {stack}`")
-            continue
-        group = groups[model.node_group]
-        request = model_request(model, settings.storage)
-        plan = planner.plan_node_group(model.id, entry, group.instance_types, request)
-        plans[model.name] = plan
-        if not plan.fits:
-            best = planner.cheapest(model.id, entry, request)
-            hint = (f"the cheapest catalog instance that fits: {best.instance_type} with "
-                    f"{best.num_shard} shard(s), ${best.hourly_usd}/h per replica" if best
-                    else "no catalog instance fits it")
-            errors.append(f"models[{i}]: {model.id} does not fit node group {group.name} "
-                          f"({plan.instance_type}, {plan.num_shard} shard(s)): {plan.reason}; {hint}")
+        for slot in model.resolved_slots():
+            where = f"models[{i}]" + (f".slots.{slot.slot}" if model.slots else "")
+            entry = lock.models.get(slot.id)
+            if entry is None:
+                errors.append(f"{where}.id: {slot.id} is not in {LOCK_FILE}: run "
+                              f"`python -m components lock --stack {stack}`")
+                continue
+            if re.fullmatch(r"[0-9a-f]{40}", slot.revision) and entry.revision not in (None, slot.revision):
+                errors.append(f"{where}.revision: {slot.revision} is not the locked revision "
+                              f"{entry.revision}: run `python -m components lock --stack {stack}`")
+                continue
+            group = groups[slot.node_group]
+            request = slot_request(slot, settings.storage)
+            plan = planner.plan_node_group(slot.id, entry, group.instance_types, request)
+            plans.setdefault(model.name, {})[slot.slot] = plan
+            if not plan.fits:
+                best = planner.cheapest(slot.id, entry, request)
+                hint = (f"the cheapest catalog instance that fits: {best.instance_type} with "
+                        f"{best.num_shard} shard(s), ${best.hourly_usd}/h per replica" if best
+                        else "no catalog instance fits it")
+                errors.append(f"{where}: {slot.id} does not fit node group {group.name} "
+                              f"({plan.instance_type}, {plan.num_shard} shard(s)): {plan.reason}; {hint}")
     return plans, errors
 
 
-def load_plans(stack: Stack, lock_path: Path) -> dict[str, planner.Plan]:
+def load_plans(stack: Stack, lock_path: Path) -> Plans:
     """The plan of every model of the stack, from the lock only (no network). Raises ConfigError
     for a model that is not locked, does not fit, or is gated without hfToken."""
     from .modellock import LockError, read
@@ -495,10 +601,12 @@ def load_plans(stack: Stack, lock_path: Path) -> dict[str, planner.Plan]:
         raise ConfigError([str(exc)]) from None
     plans, errors = plan_models(stack.settings, lock, stack.stack)
     for i, model in enumerate(stack.settings.models):
-        entry = lock.models.get(model.id)
-        if entry is not None and entry.gated and stack.hf_token is None:
-            errors.append(f"hfToken: required: models[{i}] ({model.id}) is gated (`pulumi config "
-                          "set --secret hfToken hf_...` with a token that accepted its license)")
+        for slot in model.resolved_slots():
+            entry = lock.models.get(slot.id)
+            if entry is not None and entry.gated and stack.hf_token is None:
+                errors.append(f"hfToken: required: models[{i}] ({slot.id}) is gated (`pulumi "
+                              "config set --secret hfToken hf_...` with a token that accepted "
+                              "its license)")
     if errors:
         raise ConfigError(errors)
     return plans

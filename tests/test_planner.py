@@ -202,7 +202,7 @@ def test_a_gated_model_needs_the_hf_token(tmp_path, dev_settings):
         config.load_plans(stack, lock_path)
     import pulumi
     plans = config.load_plans(stack.model_copy(update={"hf_token": pulumi.Output.secret("hf_x")}), lock_path)
-    assert plans["qwen-7b"].fits
+    assert plans["qwen-7b"]["blue"].fits
 
 
 def test_plan_command_for_a_stack():
