@@ -10,11 +10,14 @@ from components.cluster import Cluster, ClusterArgs
 from components.model_cache import ModelCache, ModelCacheArgs
 from components.network import Network, NetworkArgs
 from components.node_group import NodeGroup, NodeGroupArgs
+from components.serving import Serving, ServingArgs
+from components.tgi_service import TgiService, TgiServiceArgs, slot_specs
 
 # Both raise ConfigError, naming every invalid setting or model that cannot work, before any
 # resource is registered. The plans come from the committed lock only: no network here.
 stack = config.load()
-plans = config.load_plans(stack, Path(__file__).parent / LOCK_FILE)
+lock = config.read_lock(Path(__file__).parent / LOCK_FILE)
+plans = config.load_plans(stack, lock)
 cfg = stack.settings
 name = stack.cluster_name
 tags = {"llmserve/cluster": name}
@@ -68,6 +71,31 @@ cache = ModelCache(f"{name}-cache", ModelCacheArgs(
     tags=tags,
 ), opts=k8s)
 
+ingress = cfg.ingress
+serving = Serving(f"{name}-serving", ServingArgs(
+    namespace="llm",
+    api_key=stack.api_key,
+    hf_token=stack.hf_token,
+    rate_limit_per_5min=ingress.rate_limit_per_5min if ingress else None,
+    tags=tags,
+), opts=k8s)
+# The load balancer's nodes sit in the private subnets (internal) or the public ones.
+lb_cidrs = [] if ingress is None else (
+    network.private_cidrs if ingress.scheme == "internal" else network.public_cidrs)
+for model in cfg.models:
+    TgiService(f"{name}-{model.name}", TgiServiceArgs(
+        model=model.name,
+        namespace=serving.namespace,
+        slots=slot_specs(model, cfg, plans, lock),
+        active=model.active_slot,
+        replicas=model.replicas,
+        storage_class=cache.storage_class_name,
+        lb_source_cidrs=lb_cidrs,
+        hf_token_secret=serving.hf_token_secret,
+        ingress=ingress,
+        waf_acl_arn=serving.waf_acl_arn,
+    ), opts=k8s)
+
 pulumi.export("clusterName", cluster.cluster.name)
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("efsId", cache.file_system.id)
@@ -77,3 +105,6 @@ pulumi.export("modelPlans", {name: {slot: {
     "maxTotalTokens": p.max_total_tokens, "kvCapacityTokens": p.kv_capacity_tokens,
     "hourlyUsdPerReplica": p.hourly_usd,
 } for slot, p in slots.items()} for name, slots in plans.items()})
+pulumi.export("apiKey", serving.api_key)
+pulumi.export("endpoints", {m.name: f"https://{m.name}.{ingress.domain}" for m in cfg.models}
+              if ingress else {})

@@ -16,6 +16,9 @@ on compute capability 8.0 and newer, and paged attention (no chunking) below (la
 `resolve_attention`, v3.3.7). FP8 (`QUANTIZE=fp8`) is counted only on Hopper (H100, H200): TGI
 documents fp8 for H100 and newer; Ada (L4, L40S) supports FP8 in hardware but is treated as
 unverified (reference/eks.md).
+
+vCPUs and memory (GiB) per instance: AWS's accelerated computing instance specifications
+(aws.amazon.com/ec2/instance-types, G4dn/G5/G6/G6e/P4/P5 pages); they size the TGI pods.
 """
 
 from __future__ import annotations
@@ -55,33 +58,36 @@ class GpuInstance:
     gpus: int
     gpu: Gpu
     hourly_usd: float  # on-demand, us-east-1
+    vcpus: int
+    memory_gib: int
 
     @property
     def gpu_memory_bytes(self) -> int:
         return self.gpu.memory_mib * MIB
 
 
-def _instance(instance_type: str, gpus: int, gpu: str, hourly_usd: float) -> GpuInstance:
-    return GpuInstance(instance_type, gpus, GPUS[gpu], hourly_usd)
+def _instance(instance_type: str, gpus: int, gpu: str, hourly_usd: float, vcpus: int,
+              memory_gib: int) -> GpuInstance:
+    return GpuInstance(instance_type, gpus, GPUS[gpu], hourly_usd, vcpus, memory_gib)
 
 
 CATALOG: dict[str, GpuInstance] = {
     i.instance_type: i
     for i in (
-        _instance("g4dn.xlarge", 1, "T4", 0.526),
-        _instance("g4dn.12xlarge", 4, "T4", 3.912),
-        _instance("g5.xlarge", 1, "A10G", 1.006),
-        _instance("g5.2xlarge", 1, "A10G", 1.212),
-        _instance("g5.12xlarge", 4, "A10G", 5.672),
-        _instance("g5.48xlarge", 8, "A10G", 16.288),
-        _instance("g6.xlarge", 1, "L4", 0.8048),
-        _instance("g6.12xlarge", 4, "L4", 4.6016),
-        _instance("g6e.xlarge", 1, "L40S", 1.861),
-        _instance("g6e.12xlarge", 4, "L40S", 10.4926),
-        _instance("p4d.24xlarge", 8, "A100-40GB", 21.9576),
-        _instance("p4de.24xlarge", 8, "A100-80GB", 27.4471),
-        _instance("p5.4xlarge", 1, "H100", 6.88),
-        _instance("p5.48xlarge", 8, "H100", 55.04),
-        _instance("p5en.48xlarge", 8, "H200", 63.296),
+        _instance("g4dn.xlarge", 1, "T4", 0.526, 4, 16),
+        _instance("g4dn.12xlarge", 4, "T4", 3.912, 48, 192),
+        _instance("g5.xlarge", 1, "A10G", 1.006, 4, 16),
+        _instance("g5.2xlarge", 1, "A10G", 1.212, 8, 32),
+        _instance("g5.12xlarge", 4, "A10G", 5.672, 48, 192),
+        _instance("g5.48xlarge", 8, "A10G", 16.288, 192, 768),
+        _instance("g6.xlarge", 1, "L4", 0.8048, 4, 16),
+        _instance("g6.12xlarge", 4, "L4", 4.6016, 48, 192),
+        _instance("g6e.xlarge", 1, "L40S", 1.861, 4, 32),
+        _instance("g6e.12xlarge", 4, "L40S", 10.4926, 48, 384),
+        _instance("p4d.24xlarge", 8, "A100-40GB", 21.9576, 96, 1152),
+        _instance("p4de.24xlarge", 8, "A100-80GB", 27.4471, 96, 1152),
+        _instance("p5.4xlarge", 1, "H100", 6.88, 16, 256),
+        _instance("p5.48xlarge", 8, "H100", 55.04, 192, 2048),
+        _instance("p5en.48xlarge", 8, "H200", 63.296, 192, 2048),
     )
 }

@@ -590,15 +590,18 @@ def plan_models(settings: StackConfig, lock: Lock, stack: str) -> tuple[Plans, l
     return plans, errors
 
 
-def load_plans(stack: Stack, lock_path: Path) -> Plans:
-    """The plan of every model of the stack, from the lock only (no network). Raises ConfigError
-    for a model that is not locked, does not fit, or is gated without hfToken."""
+def read_lock(path: Path) -> Lock:
     from .modellock import LockError, read
 
     try:
-        lock = read(lock_path)
+        return read(path)
     except LockError as exc:
         raise ConfigError([str(exc)]) from None
+
+
+def load_plans(stack: Stack, lock: Lock) -> Plans:
+    """The plan of every model slot of the stack, from the lock only (no network). Raises
+    ConfigError for a model that is not locked, does not fit, or is gated without hfToken."""
     plans, errors = plan_models(stack.settings, lock, stack.stack)
     for i, model in enumerate(stack.settings.models):
         for slot in model.resolved_slots():

@@ -77,12 +77,14 @@ _ID_PREFIX = {
 class PlatformMocks(pulumi.runtime.Mocks):
     def __init__(self, region: str):
         self.region = region
-        self.subnet_zones: dict[str, str] = {}
+        self.subnet_zones: dict[str, int] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
         typ, name = args.typ, args.name
-        if typ.startswith("kubernetes:"):
+        if typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = "r" * int(state.get("length", 16))  # never shown: a secret
+        if typ.startswith(("kubernetes:", "random:")):
             return f"{name}-id", state
         id_ = _ID_PREFIX.get(typ, f"{name}-") + _digest(typ, name)
         if typ.startswith("aws:"):
@@ -115,8 +117,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
                     "zoneIds": [f"use1-az{i + 1}" for i in range(len(letters))]}
         if token == "aws:ec2/getSubnet:getSubnet":
             sid = args.args["id"]
-            zone = self.subnet_zones.setdefault(sid, f"{self.region}{'abcdef'[len(self.subnet_zones) % 6]}")
-            return {"id": sid, "availabilityZone": zone, "vpcId": "vpc-" + _digest("vpc")}
+            index = self.subnet_zones.setdefault(sid, len(self.subnet_zones))
+            return {"id": sid, "availabilityZone": f"{self.region}{'abcdef'[index % 6]}",
+                    "cidrBlock": f"10.99.{index * 16}.0/20", "vpcId": "vpc-" + _digest("vpc")}
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/render", "userId": "RENDER"}
         raise NotImplementedError(f"the offline mocks have no answer for invoke {token}")
@@ -191,10 +194,21 @@ def is_secret(value: Any) -> bool:
     return rpc.is_rpc_secret(value)
 
 
+def _mask(value: Any) -> Any:
+    """Every leaf of a secret value replaced by `[secret]`, its structure kept (a Secret's
+    stringData stays a map, as the schema wants)."""
+    if isinstance(value, dict):
+        return {k: _mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    return SECRET
+
+
 def reveal(value: Any, mask: bool = True) -> Any:
     """Plain data from the recorded wire form, secrets replaced by `[secret]` (or unwrapped)."""
     if rpc.is_rpc_secret(value):
-        return SECRET if mask else reveal(rpc.unwrap_rpc_secret(value), mask)
+        plain = reveal(rpc.unwrap_rpc_secret(value), mask=False)
+        return _mask(plain) if mask else plain
     if isinstance(value, dict):
         return {k: reveal(v, mask) for k, v in value.items()}
     if isinstance(value, list):

@@ -47,6 +47,8 @@ class Network(pulumi.ComponentResource):
     availability_zones: list[str]
     private_subnet_ids: list[pulumi.Output[str]]
     public_subnet_ids: list[pulumi.Output[str]]
+    private_cidrs: list[str]  # known before anything is created (NetworkPolicies use them)
+    public_cidrs: list[str]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:infra:Network", name, None, opts)
@@ -69,8 +71,12 @@ class Network(pulumi.ComponentResource):
         self.vpc_id = pulumi.Output.from_input(args.vpc.id)
         # One subnet per AZ counts (EFS allows one mount target per AZ).
         zones: dict[str, str] = {}
+        subnets = {sid: ec2.get_subnet(id=sid) for sid in
+                   (*args.vpc.private_subnet_ids, *args.vpc.public_subnet_ids)}
         for sid in args.vpc.private_subnet_ids:
-            zones.setdefault(ec2.get_subnet(id=sid).availability_zone, sid)
+            zones.setdefault(subnets[sid].availability_zone, sid)
+        self.private_cidrs = [subnets[s].cidr_block for s in args.vpc.private_subnet_ids]
+        self.public_cidrs = [subnets[s].cidr_block for s in args.vpc.public_subnet_ids]
         if len(zones) < 2:
             raise pulumi.RunError(
                 "cluster.vpc.privateSubnetIds: the subnets must span at least 2 AZs; they are all "
@@ -97,6 +103,7 @@ class Network(pulumi.ComponentResource):
                                   f"{len(zones)} AZs of {args.region}")
         self.availability_zones = zones[: args.vpc.az_count]
         private_cidrs, public_cidrs = plan_subnets(args.vpc.cidr, args.vpc.az_count)
+        self.private_cidrs, self.public_cidrs = private_cidrs, public_cidrs
 
         vpc = ec2.Vpc(f"{name}-vpc", cidr_block=args.vpc.cidr, enable_dns_hostnames=True,
                       enable_dns_support=True, tags={"Name": args.cluster_name},

@@ -58,8 +58,23 @@ _Dumper.add_representer(str, lambda d, s: d.represent_scalar(
     "tag:yaml.org,2002:str", s, style="|" if "\n" in s else None))
 
 
+FIRST = ("apiVersion", "kind", "metadata", "name")
+
+
+def canonical(value):
+    """Keys in a stable order (the wire form's maps have none), so that renders diff cleanly:
+    apiVersion, kind, metadata and name first, the rest alphabetical."""
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: (FIRST.index(k) if k in FIRST else len(FIRST), k))
+        return {k: canonical(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 def dump_yaml(doc: dict) -> str:
-    return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+    return yaml.dump(canonical(doc), Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     width=100)
 
 
 def write(run: Run, out: Path) -> Counter:
@@ -85,8 +100,8 @@ def write(run: Run, out: Path) -> Counter:
                 path.write_text(dump_yaml(manifest))
             else:
                 others.append({"type": r.type, "name": r.name, "inputs": reveal(r.inputs)})
-        (staging / "aws.json").write_text(json.dumps(others, indent=2) + "\n")
-        (staging / "outputs.json").write_text(json.dumps(reveal(run.outputs), indent=2) + "\n")
+        (staging / "aws.json").write_text(json.dumps(canonical(others), indent=2) + "\n")
+        (staging / "outputs.json").write_text(json.dumps(canonical(reveal(run.outputs)), indent=2) + "\n")
         for name in OWNED:
             target = out / name
             if target.is_dir():

@@ -197,11 +197,10 @@ def test_a_gated_model_needs_the_hf_token(tmp_path, dev_settings):
     dev_settings["models"][0]["maxTotalTokens"] = 4096
     settings = config.validate_settings(dev_settings)
     stack = config.Stack(project="llmserve", stack="dev", region="us-east-1", settings=settings)
-    lock_path = Path(__file__).parent / "data" / "published.lock.yaml"
     with pytest.raises(ConfigError, match=r"hfToken: required: models\[0\] \(meta-llama/Llama-2-7b-hf\) is gated"):
-        config.load_plans(stack, lock_path)
+        config.load_plans(stack, LOCK)
     import pulumi
-    plans = config.load_plans(stack.model_copy(update={"hf_token": pulumi.Output.secret("hf_x")}), lock_path)
+    plans = config.load_plans(stack.model_copy(update={"hf_token": pulumi.Output.secret("hf_x")}), LOCK)
     assert plans["qwen-7b"]["blue"].fits
 
 
