@@ -171,12 +171,10 @@ def project_name(project_dir: Path = PROJECT_DIR) -> str:
     return yaml.safe_load((project_dir / "Pulumi.yaml").read_text())["name"]
 
 
-def run_program(stack: str, config: dict[str, str], secret_keys: list[str] = (),
-                project_dir: Path = PROJECT_DIR, run: Optional[Run] = None) -> Run:
-    """Runs `__main__.py` of the project under the mocks with this config and returns what it
-    registered (into `run`, if given, so that it can be looked at after an exception).
-    Exceptions of the program (ConfigError...) propagate."""
-    project = project_name(project_dir)
+def run_mocked(program, stack: str, config: dict[str, str], secret_keys: list[str] = (),
+        project: str = "llmserve", run: Optional[Run] = None) -> Run:
+    """Runs `program()` under the mocks with this config and returns what it registered (into
+    `run`, if given, so that it can be looked at after an exception). Exceptions propagate."""
     region = config.get("aws:region", "us-east-1")
     run, platform_mocks = run if run is not None else Run(), PlatformMocks(region)
     pulumi.runtime.set_mocks(platform_mocks, project=project, stack=stack, preview=False,
@@ -185,9 +183,16 @@ def run_program(stack: str, config: dict[str, str], secret_keys: list[str] = (),
     # so that its exports are registered when it finishes.
     settings.set_root_resource(None)
     runtime_config.set_all_config(dict(config), list(secret_keys))
-    program = project_dir / "__main__.py"
-    _sync_await(run_in_stack(lambda: runpy.run_path(str(program), run_name="__main__")))
+    _sync_await(run_in_stack(program))
     return run
+
+
+def run_program(stack: str, config: dict[str, str], secret_keys: list[str] = (),
+                project_dir: Path = PROJECT_DIR, run: Optional[Run] = None) -> Run:
+    """Runs the project's `__main__.py`, the program `pulumi up` runs, under the mocks."""
+    program = str(project_dir / "__main__.py")
+    return run_mocked(lambda: runpy.run_path(program, run_name="__main__"), stack, config,
+                      secret_keys, project_name(project_dir), run)
 
 
 def is_secret(value: Any) -> bool:
