@@ -15,10 +15,16 @@ from pulumi_aws import cloudwatch, eks, iam, kms
 from .config import SystemNodeGroupConfig
 from .iam import MANAGED, after, trust_policy
 from .node_group import NodeGroup, NodeGroupArgs
+from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
 
 # Control-plane log types worth their cost (reference/eks.md, "Security defaults").
 LOG_TYPES = ["api", "audit", "authenticator"]
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# EBS CSI driver add-on: service account and managed policy (docs.aws.amazon.com/eks/latest/
+# userguide/ebs-csi.html).
+EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
+EBS_CSI_POLICY = f"{MANAGED}/service-role/AmazonEBSCSIDriverPolicy"
+BLOCK_STORAGE_CLASS = "gp3"
 
 
 def kubeconfig(cluster_name: pulumi.Input[str], endpoint: pulumi.Input[str],
@@ -68,6 +74,7 @@ class Cluster(pulumi.ComponentResource):
     node_security_group_id: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     provider: k8s.Provider
+    block_storage_class: pulumi.Output[str]  # encrypted gp3, the default StorageClass
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:infra:Cluster", name, None, opts)
@@ -172,13 +179,31 @@ class Cluster(pulumi.ComponentResource):
             desired_size=system.desired_size, disk_size_gib=system.disk_size_gi_b,
             gpu=False, tags=tags,
         ), opts=pulumi.ResourceOptions(parent=self))
+        on_nodes = pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes])
         eks.Addon(f"{name}-coredns", cluster_name=cluster_name, addon_name="coredns",
                   resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
-                  tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes]))
+                  tags=tags, opts=on_nodes)
+        # Block storage for Prometheus and Alertmanager (EKS has no default StorageClass).
+        ebs_role = PodIdentityRole(f"{name}-ebs-csi", PodIdentityRoleArgs(
+            cluster_name=cluster_name, namespace="kube-system", service_account=EBS_CSI_SERVICE_ACCOUNT,
+            managed_policy_arns=[EBS_CSI_POLICY], associate=False, tags=tags), opts=child)
+        ebs = eks.Addon(f"{name}-ebs-csi", cluster_name=cluster_name, addon_name="aws-ebs-csi-driver",
+                        pod_identity_associations=[eks.AddonPodIdentityAssociationArgs(
+                            service_account=EBS_CSI_SERVICE_ACCOUNT, role_arn=ebs_role.role_arn)],
+                        resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+                        tags=tags, opts=on_nodes)
 
         self.kubeconfig = pulumi.Output.secret(kubeconfig(
             cluster_name, self.cluster.endpoint, self.cluster.certificate_authority.data, args.region))
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
+        gp3 = k8s.storage.v1.StorageClass(f"{name}-gp3", metadata={
+            "name": BLOCK_STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        }, provisioner="ebs.csi.aws.com", parameters={"type": "gp3", "encrypted": "true"},
+            volume_binding_mode="WaitForFirstConsumer", allow_volume_expansion=True,
+            reclaim_policy="Delete",
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs]))
+        self.block_storage_class = gp3.metadata.name
         self.register_outputs({
             "clusterName": cluster_name,
             "kubeconfig": self.kubeconfig,

@@ -9,9 +9,10 @@ from typing import Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
-from pulumi_aws import ec2, efs, eks, iam, vpc
+from pulumi_aws import ec2, efs, eks, vpc
 
-from .iam import MANAGED, after, trust_policy
+from .iam import MANAGED
+from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
 
 STORAGE_CLASS = "efs-model-cache"
 # reference/eks.md, "EFS as the shared model cache"
@@ -81,14 +82,14 @@ class ModelCache(pulumi.ComponentResource):
                                   subnet_id=subnet, security_groups=[sg.id], opts=child)
                   for az, subnet in zip(args.availability_zones, args.private_subnet_ids)]
 
-        role = iam.Role(f"{name}-csi-role", assume_role_policy=trust_policy("pods.eks.amazonaws.com"),
-                        tags=tags, opts=child)
-        attachment = iam.RolePolicyAttachment(f"{name}-csi-policy", role=role.name,
-                                              policy_arn=CSI_POLICY, opts=child)
+        role = PodIdentityRole(f"{name}-csi", PodIdentityRoleArgs(
+            cluster_name=args.cluster_name, namespace="kube-system",
+            service_account=CSI_SERVICE_ACCOUNT, managed_policy_arns=[CSI_POLICY],
+            associate=False, tags=tags), opts=child)
         addon = eks.Addon(
             f"{name}-csi", cluster_name=args.cluster_name, addon_name="aws-efs-csi-driver",
             pod_identity_associations=[eks.AddonPodIdentityAssociationArgs(
-                service_account=CSI_SERVICE_ACCOUNT, role_arn=after(role.arn, [attachment]))],
+                service_account=CSI_SERVICE_ACCOUNT, role_arn=role.role_arn)],
             resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
             tags=tags, opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.nodes)))
 

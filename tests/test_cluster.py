@@ -61,13 +61,14 @@ def test_cluster_role_is_trusted_by_eks_and_may_use_only_its_key(dev_run):
     attached = {a.inputs["policyArn"].rsplit("/", 1)[-1]
                 for a in dev_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
     assert {"AmazonEKSClusterPolicy", "AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
-            "AmazonEC2ContainerRegistryPullOnly", "AmazonEFSCSIDriverPolicy"} == attached
+            "AmazonEC2ContainerRegistryPullOnly", "AmazonEFSCSIDriverPolicy",
+            "AmazonEBSCSIDriverPolicy"} == attached
 
 
 def test_managed_addons_and_their_order(dev_run):
     addons = {a.inputs["addonName"]: a for a in dev_run.of_type(ADDON)}
     assert set(addons) == {"vpc-cni", "kube-proxy", "eks-pod-identity-agent", "coredns",
-                           "aws-efs-csi-driver"}
+                           "aws-efs-csi-driver", "aws-ebs-csi-driver"}
     # NetworkPolicy objects are enforced only with the VPC CNI's network policy agent.
     assert json.loads(addons["vpc-cni"].inputs["configurationValues"]) == {"enableNetworkPolicy": "true"}
     for ng in dev_run.of_type("aws:eks/nodeGroup:NodeGroup"):
@@ -77,7 +78,7 @@ def test_managed_addons_and_their_order(dev_run):
         assert {"llmserve-dev-node-AmazonEKSWorkerNodePolicy", "llmserve-dev-node-AmazonEKS_CNI_Policy"} \
             <= names(ng.dependencies)
     # CoreDNS and the EFS CSI controller need nodes to run on.
-    for addon in ("coredns", "aws-efs-csi-driver"):
+    for addon in ("coredns", "aws-efs-csi-driver", "aws-ebs-csi-driver"):
         assert "llmserve-dev-system-ng" in names(addons[addon].dependencies)
 
 
@@ -115,3 +116,15 @@ def test_every_kubernetes_resource_uses_the_clusters_provider(dev_run, prod_run)
         assert k8s
         for r in k8s:
             assert r.provider.startswith(provider.urn + "::"), (r.type, r.name, r.provider)
+
+
+def test_encrypted_gp3_is_the_default_block_storage(dev_run):
+    sc = mockrun.reveal(next(r for r in dev_run.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
+                             if r.inputs["metadata"]["name"] == "gp3").inputs)
+    assert sc["provisioner"] == "ebs.csi.aws.com"
+    assert sc["parameters"] == {"type": "gp3", "encrypted": "true"}
+    assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
+    addon = next(a for a in dev_run.of_type(ADDON) if a.inputs["addonName"] == "aws-ebs-csi-driver")
+    [assoc] = mockrun.reveal(addon.inputs["podIdentityAssociations"])
+    assert assoc["serviceAccount"] == "ebs-csi-controller-sa"

@@ -54,13 +54,13 @@ def test_csi_driver_addon_uses_pod_identity(dev_run):
                  if a.inputs["addonName"] == "aws-efs-csi-driver")
     [assoc] = mockrun.reveal(addon.inputs["podIdentityAssociations"])
     assert assoc["serviceAccount"] == "efs-csi-controller-sa"
-    role = next(r for r in dev_run.of_type("aws:iam/role:Role") if r.name.endswith("-csi-role"))
+    role = next(r for r in dev_run.of_type("aws:iam/role:Role") if r.name == "llmserve-dev-cache-csi-role")
     assert assoc["roleArn"] == role.outputs["arn"]
     trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
     assert trust["Principal"] == {"Service": "pods.eks.amazonaws.com"}
     assert trust["Action"] == ["sts:AssumeRole", "sts:TagSession"]
     attachment = inputs(dev_run, "aws:iam/rolePolicyAttachment:RolePolicyAttachment",
-                        "llmserve-dev-cache-csi-policy")
+                        "llmserve-dev-cache-csi-AmazonEFSCSIDriverPolicy")
     assert attachment["policyArn"] == "arn:aws:iam::aws:policy/service-role/AmazonEFSCSIDriverPolicy"
 
 

@@ -1,0 +1,48 @@
+"""PodIdentityRole: an IAM role a Kubernetes service account assumes through EKS Pod Identity
+(nodes keep IMDS hop limit 1, so pods cannot use the node's role)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+from pulumi_aws import eks, iam
+
+from .iam import after, trust_policy
+
+
+@dataclass
+class PodIdentityRoleArgs:
+    cluster_name: pulumi.Input[str]
+    namespace: str
+    service_account: str
+    policy: Optional[pulumi.Input[str]] = None  # an inline policy document (JSON)
+    managed_policy_arns: list[str] = field(default_factory=list)
+    # False for EKS add-ons, which take the role in their own podIdentityAssociations.
+    associate: bool = True
+    tags: Optional[dict[str, str]] = None
+
+
+class PodIdentityRole(pulumi.ComponentResource):
+    role_arn: pulumi.Output[str]  # once its policies are attached
+
+    def __init__(self, name: str, args: PodIdentityRoleArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmserve:infra:PodIdentityRole", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        role = iam.Role(f"{name}-role", assume_role_policy=trust_policy("pods.eks.amazonaws.com"),
+                        tags=args.tags, opts=child)
+        grants: list[pulumi.CustomResource] = [
+            iam.RolePolicyAttachment(f"{name}-{arn.rsplit('/', 1)[-1]}", role=role.name,
+                                     policy_arn=arn, opts=child)
+            for arn in args.managed_policy_arns]
+        if args.policy is not None:
+            grants.append(iam.RolePolicy(f"{name}-policy", role=role.name, policy=args.policy,
+                                         opts=child))
+        self.role_arn = after(role.arn, grants)
+        if args.associate:
+            eks.PodIdentityAssociation(
+                f"{name}-association", cluster_name=args.cluster_name, namespace=args.namespace,
+                service_account=args.service_account, role_arn=self.role_arn, tags=args.tags,
+                opts=child)
+        self.register_outputs({"roleArn": self.role_arn})
