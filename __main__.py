@@ -5,9 +5,12 @@ from pathlib import Path
 import pulumi
 
 from components import config
+from components.catalog import CATALOG
 from components.modellock import LOCK_FILE
 from components.cluster import Cluster, ClusterArgs
+from components.addons import Addons, AddonsArgs
 from components.model_cache import ModelCache, ModelCacheArgs
+from components.monitoring import SELECTED, Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
 from components.node_group import NodeGroup, NodeGroupArgs
 from components.serving import Serving, ServingArgs
@@ -20,6 +23,7 @@ lock = config.read_lock(Path(__file__).parent / LOCK_FILE)
 plans = config.load_plans(stack, lock)
 cfg = stack.settings
 name = stack.cluster_name
+NAMESPACE = "llm"  # one namespace for every model (components/serving.py)
 tags = {"llmserve/cluster": name}
 
 network = Network(name, NetworkArgs(cluster_name=name, region=stack.region, vpc=cfg.cluster.vpc))
@@ -50,7 +54,7 @@ gpu_groups = [
         max_size=group.max_size,
         desired_size=group.desired_size,
         disk_size_gib=group.disk_size_gi_b,
-        gpu=True,
+        gpus=min(CATALOG[t].gpus for t in group.instance_types),
         tags=tags,
     ))
     for group in cfg.gpu_node_groups
@@ -71,9 +75,21 @@ cache = ModelCache(f"{name}-cache", ModelCacheArgs(
     tags=tags,
 ), opts=k8s)
 
+monitoring = Monitoring(f"{name}-monitoring", MonitoringArgs(
+    config=cfg.monitoring, serving_namespace=NAMESPACE,
+    storage_class=cluster.block_storage_class, nodes=[cluster.system_nodes],
+), opts=k8s)
+addons = Addons(f"{name}-addons", AddonsArgs(
+    cluster_name=name, ready_cluster_name=cluster.ready_name, region=stack.region,
+    vpc_id=network.vpc_id, bottlerocket=cfg.bottlerocket,
+    time_slicing_replicas=cfg.addons.gpu_time_slicing_replicas,
+    prometheus_selector=SELECTED, monitoring=monitoring.stack, nodes=[cluster.system_nodes],
+    tags=tags,
+), opts=k8s)
+
 ingress = cfg.ingress
 serving = Serving(f"{name}-serving", ServingArgs(
-    namespace="llm",
+    namespace=NAMESPACE,
     api_key=stack.api_key,
     hf_token=stack.hf_token,
     rate_limit_per_5min=ingress.rate_limit_per_5min if ingress else None,
@@ -94,6 +110,9 @@ for model in cfg.models:
         hf_token_secret=serving.hf_token_secret,
         ingress=ingress,
         waf_acl_arn=serving.waf_acl_arn,
+        prometheus_selector=SELECTED,
+        monitoring=monitoring.stack,
+        load_balancer_controller=addons.load_balancer_controller,
     ), opts=k8s)
 
 pulumi.export("clusterName", cluster.cluster.name)
@@ -106,5 +125,6 @@ pulumi.export("modelPlans", {name: {slot: {
     "hourlyUsdPerReplica": p.hourly_usd,
 } for slot, p in slots.items()} for name, slots in plans.items()})
 pulumi.export("apiKey", serving.api_key)
+pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
 pulumi.export("endpoints", {m.name: f"https://{m.name}.{ingress.domain}" for m in cfg.models}
               if ingress else {})

@@ -177,7 +177,7 @@ class Cluster(pulumi.ComponentResource):
             ami_type="AL2023_x86_64_STANDARD", capacity_type="ON_DEMAND",
             min_size=system.min_size, max_size=system.max_size,
             desired_size=system.desired_size, disk_size_gib=system.disk_size_gi_b,
-            gpu=False, tags=tags,
+            gpus=0, tags=tags,
         ), opts=pulumi.ResourceOptions(parent=self))
         on_nodes = pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes])
         eks.Addon(f"{name}-coredns", cluster_name=cluster_name, addon_name="coredns",

@@ -390,17 +390,63 @@ class IngressConfig(Settings):
         return v
 
 
+class AlertThresholds(Settings):
+    """When the TGI and GPU alerts fire (components/alerts.py)."""
+
+    p95_latency_seconds: float = Field(30.0, gt=0)
+    queue_size: int = Field(50, ge=1)
+    failure_ratio: float = Field(0.05, gt=0, lt=1)
+    time_per_token_seconds: float = Field(0.2, gt=0)
+    gpu_utilization_percent: int = Field(95, ge=1, le=100)
+
+
+class MonitoringConfig(Settings):
+    retention: str = "15d"
+    storage_gi_b: int = Field(50, ge=10, le=16384)
+    # Where alerts link to: your repository's docs/runbook.md (an anchor per alert is appended).
+    runbook_url: str = "docs/runbook.md"
+    alerts: AlertThresholds = AlertThresholds()
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, v: str) -> str:
+        if not re.fullmatch(r"[1-9]\d*(h|d|w|y)", v):
+            raise ValueError(f"{v!r} is not a Prometheus retention such as 15d, 12h, 2w")
+        return v
+
+
+class AddonsConfig(Settings):
+    # NVIDIA device plugin time-slicing: each GPU advertised this many times. GPUs are shared,
+    # their memory is not: the planner's sizing assumes a GPU per shard.
+    gpu_time_slicing_replicas: Optional[int] = Field(None, ge=2, le=48)
+
+
 class StackConfig(Settings):
     cluster: ClusterConfig
     system_node_group: SystemNodeGroupConfig = SystemNodeGroupConfig()
     gpu_node_groups: list[GpuNodeGroupConfig] = Field(min_length=1)
     storage: StorageConfig = StorageConfig()
     ingress: Optional[IngressConfig] = None
+    monitoring: MonitoringConfig = MonitoringConfig()
+    addons: AddonsConfig = AddonsConfig()
     models: list[ModelConfig] = []
+
+    @property
+    def bottlerocket(self) -> bool:
+        return self.gpu_node_groups[0].ami_type.startswith("BOTTLEROCKET")
 
     @model_validator(mode="after")
     def _references(self) -> "StackConfig":
         errors = _duplicates("gpuNodeGroups", [g.name for g in self.gpu_node_groups])
+        # The GPU operator is configured for the whole cluster (reference/eks.md: device plugin off
+        # on Bottlerocket, which ships its own).
+        for i, g in enumerate(self.gpu_node_groups):
+            if g.ami_type.split("_")[0] != self.gpu_node_groups[0].ami_type.split("_")[0]:
+                errors.append(f"gpuNodeGroups[{i}].amiType: {g.ami_type} mixes AMI families with "
+                              f"gpuNodeGroups[0] ({self.gpu_node_groups[0].ami_type}); use one family")
+        if self.addons.gpu_time_slicing_replicas and self.bottlerocket:
+            errors.append("addons.gpuTimeSlicingReplicas: needs the GPU operator's device plugin, "
+                          "which is off on Bottlerocket (it ships its own)")
         errors += _duplicates("models", [m.name for m in self.models])
         groups = [g.name for g in self.gpu_node_groups]
         revisions: dict[str, tuple[str, str]] = {}

@@ -107,6 +107,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
             id_ = state["name"]
         elif typ == "aws:eks/nodeGroup:NodeGroup":
             state.setdefault("nodeGroupName", state["name"])
+            state["resources"] = [{"autoscalingGroups": [{"name": f"eks-{state['name']}-{_digest(name, n=8)}"}]}]
         return id_, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
-from pulumi_aws import ec2, eks
+from pulumi_aws import autoscaling, ec2, eks
 
 # The label our workloads select node groups by. EKS's own `eks.amazonaws.com/nodegroup` label
 # carries the auto-generated AWS name (with a random suffix), which a config cannot know.
@@ -34,7 +34,7 @@ class NodeGroupArgs:
     max_size: int
     desired_size: int
     disk_size_gib: int
-    gpu: bool
+    gpus: int  # GPUs per node (0: a CPU group)
     labels: dict[str, str] = field(default_factory=dict)
     tags: Optional[dict[str, str]] = None
 
@@ -78,7 +78,7 @@ class NodeGroup(pulumi.ComponentResource):
             launch_template=eks.NodeGroupLaunchTemplateArgs(id=template.id,
                                                             version=template.latest_version.apply(str)),
             labels={**args.labels, NODE_GROUP_LABEL: args.group},
-            taints=[eks.NodeGroupTaintArgs(**GPU_TAINT)] if args.gpu else None,
+            taints=[eks.NodeGroupTaintArgs(**GPU_TAINT)] if args.gpus else None,
             # EKS replaces nodes whose GPUs or kubelet turn unhealthy.
             node_repair_config=eks.NodeGroupNodeRepairConfigArgs(enabled=True),
             tags=tags,
@@ -86,4 +86,20 @@ class NodeGroup(pulumi.ComponentResource):
             # undo its scaling.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
         )
+        if args.gpus:
+            self._scale_from_zero(name, args)
         self.register_outputs({"nodeGroupName": self.node_group.node_group_name})
+
+    def _scale_from_zero(self, name: str, args: NodeGroupArgs) -> None:
+        """With no node running, the Cluster Autoscaler learns a group's labels, taints and GPUs
+        from these tags on its auto-scaling group (kubernetes/autoscaler cluster-autoscaler/
+        cloudprovider/aws/README.md, "Auto-Discovery Setup", scaling a node group to 0)."""
+        asg = self.node_group.resources.apply(lambda r: r[0].autoscaling_groups[0].name)
+        prefix = "k8s.io/cluster-autoscaler/node-template"
+        tags = {f"{prefix}/label/{NODE_GROUP_LABEL}": args.group,
+                f"{prefix}/taint/{GPU_TAINT['key']}": f"{GPU_TAINT['value']}:NoSchedule",
+                f"{prefix}/resources/nvidia.com/gpu": str(args.gpus)}
+        for i, (key, value) in enumerate(tags.items()):
+            autoscaling.Tag(f"{name}-template-{i}", autoscaling_group_name=asg,
+                            tag=autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
+                            opts=pulumi.ResourceOptions(parent=self))

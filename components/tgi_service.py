@@ -61,6 +61,10 @@ class TgiServiceArgs:
     hf_token_secret: Optional[pulumi.Input[str]] = None
     ingress: Optional[IngressConfig] = None
     waf_acl_arn: Optional[pulumi.Input[str]] = None
+    # Monitoring: the labels Prometheus selects monitors by, and what brings the CRDs.
+    prometheus_selector: Optional[dict[str, str]] = None
+    monitoring: Optional[pulumi.Resource] = None
+    load_balancer_controller: Optional[pulumi.Resource] = None
 
 
 def _hardened(container: dict) -> dict:
@@ -126,6 +130,8 @@ class TgiService(pulumi.ComponentResource):
         self.service_name = service.metadata.name
         if args.ingress is not None:
             self._ingress(name, args, labels, service)
+        if args.prometheus_selector is not None:
+            self._pod_monitor(name, args, labels)
         self.register_outputs({"service": self.service_name})
 
     def _download_job(self, name, args: TgiServiceArgs, spec: SlotSpec, labels, cache) -> k8s.batch.v1.Job:
@@ -292,6 +298,28 @@ class TgiService(pulumi.ComponentResource):
                              "ports": [{"protocol": "TCP", "port": 443}]}],
         }, opts=pulumi.ResourceOptions(parent=self))
 
+    def _pod_monitor(self, name, args: TgiServiceArgs, labels) -> None:
+        """Every TGI pod of the model, both slots (the inactive one too: its autoscaler and the
+        dashboards need its metrics), with `model` and `slot` labels on the series."""
+        k8s.apiextensions.CustomResource(
+            f"{name}-monitor", api_version="monitoring.coreos.com/v1", kind="PodMonitor",
+            metadata={"name": args.model, "namespace": args.namespace,
+                      "labels": {**labels, **args.prometheus_selector}},
+            spec={
+                "selector": {"matchLabels": {MODEL_LABEL: args.model,
+                                             "app.kubernetes.io/component": "server"}},
+                "podMetricsEndpoints": [{
+                    "port": "metrics", "path": "/metrics", "interval": "15s",
+                    "relabelings": [
+                        {"sourceLabels": ["__meta_kubernetes_pod_label_llmserve_model"],
+                         "targetLabel": "model", "action": "replace"},
+                        {"sourceLabels": ["__meta_kubernetes_pod_label_llmserve_slot"],
+                         "targetLabel": "slot", "action": "replace"},
+                    ],
+                }],
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[args.monitoring] if args.monitoring else []))
+
     def _ingress(self, name, args: TgiServiceArgs, labels, service) -> None:
         ing = args.ingress
         attributes = [f"idle_timeout.timeout_seconds={ing.idle_timeout_seconds}",
@@ -323,4 +351,5 @@ class TgiService(pulumi.ComponentResource):
                 "path": "/", "pathType": "Prefix",
                 "backend": {"service": {"name": service.metadata.name, "port": {"name": "http"}}},
             }]}}],
-        }, opts=pulumi.ResourceOptions(parent=self))
+        }, opts=pulumi.ResourceOptions(  # the controller's webhooks and class exist first
+            parent=self, depends_on=[args.load_balancer_controller] if args.load_balancer_controller else []))

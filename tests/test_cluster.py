@@ -55,7 +55,7 @@ def test_cluster_role_is_trusted_by_eks_and_may_use_only_its_key(dev_run):
     trust = json.loads(roles["llmserve-dev-cluster-role"]["assumeRolePolicy"])
     assert trust["Statement"][0]["Principal"] == {"Service": "eks.amazonaws.com"}
     assert trust["Statement"][0]["Action"] == ["sts:AssumeRole", "sts:TagSession"]
-    kms = json.loads(inputs(dev_run, "aws:iam/rolePolicy:RolePolicy")["policy"])
+    kms = json.loads(inputs(dev_run, "aws:iam/rolePolicy:RolePolicy", "llmserve-dev-cluster-kms")["policy"])
     key_arn = inputs(dev_run, CLUSTER)["encryptionConfig"]["provider"]["keyArn"]
     assert kms["Statement"][0]["Resource"] == key_arn
     attached = {a.inputs["policyArn"].rsplit("/", 1)[-1]

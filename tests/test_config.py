@@ -131,7 +131,7 @@ INVALID = [
     (_set("storage.throughputMode", "provisioned"),
      "storage.provisionedThroughputMibps: required with throughputMode 'provisioned'"),
     (_set("storage.backups", True), "storage.backups: unknown setting; allowed here: backup, protect, provisionedThroughputMibps, throughputMode"),
-    (_set("modles", []), "modles: unknown setting; allowed here: cluster, gpuNodeGroups, ingress, models, storage, systemNodeGroup"),
+    (_set("modles", []), "modles: unknown setting; allowed here: addons, cluster, gpuNodeGroups, ingress, models, monitoring, storage, systemNodeGroup"),
 ]
 
 

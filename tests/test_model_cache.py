@@ -65,7 +65,7 @@ def test_csi_driver_addon_uses_pod_identity(dev_run):
 
 
 def test_storage_class(dev_run):
-    sc = dev_run.one(STORAGE_CLASS)
+    sc = dev_run.one(STORAGE_CLASS, "llmserve-dev-cache-sc")
     manifest = mockrun.reveal(sc.inputs)
     assert manifest["provisioner"] == "efs.csi.aws.com"
     assert manifest["parameters"]["provisioningMode"] == "efs-ap"
@@ -86,4 +86,4 @@ def test_prod_cache_is_backed_up_and_protected(prod_run):
     assert prod_run.one(EFS).protect
     backup = inputs(prod_run, "aws:efs/backupPolicy:BackupPolicy")
     assert backup["backupPolicy"] == {"status": "ENABLED"}
-    assert mockrun.reveal(prod_run.one(STORAGE_CLASS).inputs)["reclaimPolicy"] == "Retain"
+    assert mockrun.reveal(prod_run.one(STORAGE_CLASS, "llmserve-prod-cache-sc").inputs)["reclaimPolicy"] == "Retain"

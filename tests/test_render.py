@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from components.config import validate_settings
 
+from .charts import validate_custom_resource
 from .conftest import ROOT, STACKS, cli, stack_settings
 
 
@@ -38,8 +40,11 @@ def test_every_kubernetes_object_passes_strict_validation(rendered, stack):
     for path in files:
         manifest = yaml.safe_load(path.read_text())
         try:
-            kubernetes_validate.validate(manifest, version, strict=True)
-        except kubernetes_validate.ValidationError as exc:
+            if manifest["apiVersion"].startswith("monitoring.coreos.com/"):
+                validate_custom_resource(manifest)  # against its CRD in ../shared/charts/crds
+            else:
+                kubernetes_validate.validate(manifest, version, strict=True)
+        except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as exc:
             pytest.fail(f"{path.name}: {str(exc).splitlines()[0]}")
 
 
@@ -123,3 +128,14 @@ def test_rerender_replaces_earlier_output(tmp_path, rendered):
     assert not (out / "kubernetes" / "stale.yaml").exists()
     assert sorted(p.name for p in (out / "kubernetes").iterdir()) == sorted(
         p.name for p in (rendered["dev"] / "kubernetes").iterdir())
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_helm_releases_are_written_one_file_each(rendered, stack):
+    files = sorted((rendered[stack] / "helm").glob("*.yaml"))
+    assert [f.stem for f in files] == ["aws-load-balancer-controller", "cluster-autoscaler",
+                                       "gpu-operator", "kube-prometheus-stack", "prometheus-adapter"]
+    for f in files:
+        doc = yaml.safe_load(f.read_text())
+        assert set(doc) == {"name", "namespace", "chart", "version", "repository", "values"}
+        assert doc["name"] == f.stem and doc["repository"].startswith("https://")

@@ -267,7 +267,7 @@ def test_network_policies_deny_by_default(prod_run):
 
 
 def test_namespace_enforces_baseline_pod_security(dev_run):
-    ns = manifest(dev_run, "kubernetes:core/v1:Namespace")
+    ns = manifest(dev_run, "kubernetes:core/v1:Namespace", "llm")
     assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
 
 
@@ -276,15 +276,17 @@ def test_namespace_enforces_baseline_pod_security(dev_run):
 def test_api_key_from_config_stays_secret(dev_settings):
     dev_settings["apiKey"] = "key-from-config-123"
     run = run_settings(dev_settings)
-    secret = run.one("kubernetes:core/v1:Secret")
+    secret = run.one("kubernetes:core/v1:Secret", "llmserve-test-serving-api-key")
     assert mockrun.is_secret(secret.inputs["stringData"])
     assert mockrun.reveal(secret.inputs, mask=False)["stringData"] == {"API_KEY": "key-from-config-123"}
-    assert run.of_type("random:index/randomPassword:RandomPassword") == []
+    assert [r.name for r in run.of_type("random:index/randomPassword:RandomPassword")] == [
+        "llmserve-test-monitoring-grafana-admin"]
     assert mockrun.is_secret(run.outputs["apiKey"])
 
 
 def test_without_an_api_key_one_is_generated(dev_run):
-    password = mockrun.reveal(dev_run.one("random:index/randomPassword:RandomPassword").inputs)
+    password = mockrun.reveal(dev_run.one("random:index/randomPassword:RandomPassword",
+                                          "llmserve-dev-serving-api-key").inputs)
     assert password["length"] >= 32
     assert mockrun.is_secret(dev_run.outputs["apiKey"])
 

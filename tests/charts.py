@@ -1,0 +1,70 @@
+"""Checks against the charts' published values.yaml and CRD schemas in ../shared/charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import jsonschema
+import yaml
+
+CHARTS = Path(__file__).resolve().parent.parent.parent / "shared" / "charts"
+
+# Maps a chart documents as free-form ("additional arguments"), whose keys are the user's.
+FREE_FORM = {
+    ("cluster-autoscaler", "extraArgs"),  # "Additional container arguments" (chart README)
+}
+
+
+def chart_values(chart: str) -> dict:
+    return yaml.safe_load((CHARTS / chart / "values.yaml").read_text())
+
+
+def unknown_keys(chart: str, values: dict) -> list[str]:
+    """Paths of `values` that the chart's values.yaml does not have. Below a key whose default is
+    empty (`{}`, `[]`, null, "") or a list, or a documented free-form map, anything goes."""
+    return list(_unknown(chart, chart_values(chart), values, ""))
+
+
+def _unknown(chart: str, defaults: Any, values: Any, path: str) -> Iterator[str]:
+    if not isinstance(values, dict):
+        return
+    for key, value in values.items():
+        where = f"{path}.{key}" if path else key
+        if key not in defaults:
+            yield where
+            continue
+        default = defaults[key]
+        if (chart, where) in FREE_FORM or not isinstance(default, dict) or not default:
+            continue
+        yield from _unknown(chart, default, value, where)
+
+
+def _crd_schema(kind: str) -> dict:
+    for path in (CHARTS / "crds").glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "CustomResourceDefinition" and doc["spec"]["names"]["kind"] == kind:
+                [version] = [v for v in doc["spec"]["versions"] if v.get("storage")]
+                return version["schema"]["openAPIV3Schema"]
+    raise LookupError(f"no CRD for {kind} in {CHARTS / 'crds'}")
+
+
+def _strict(schema: Any) -> Any:
+    """The API server prunes unknown fields of structural schemas: reject them instead."""
+    if isinstance(schema, dict):
+        out = {k: _strict(v) for k, v in schema.items()}
+        if "properties" in out and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            out.setdefault("additionalProperties", False)
+        return out
+    if isinstance(schema, list):
+        return [_strict(v) for v in schema]
+    return schema
+
+
+def validate_custom_resource(resource: dict) -> None:
+    """Raises jsonschema.ValidationError when the resource does not match its CRD."""
+    schema = _strict(_crd_schema(resource["kind"]))
+    schema["properties"]["metadata"] = {"type": "object"}
+    # The CRDs carry Go regular expressions (`^(?i)...`) that Python's metaschema check refuses:
+    # validate the instance without checking the schema itself.
+    jsonschema.Draft7Validator(schema).validate(resource)
