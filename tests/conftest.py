@@ -58,6 +58,19 @@ def prod_run(stack_runs) -> mockrun.Run:
     return stack_runs["prod"]
 
 
+@pytest.fixture(scope="session")
+def rendered(tmp_path_factory) -> dict[str, Path]:
+    """Every stack file rendered by the real command, once per test session."""
+    out = {}
+    for stack in STACKS:
+        out[stack] = tmp_path_factory.mktemp(stack)
+        result = cli("render", "--stack", stack, "--out", str(out[stack]))
+        assert result.returncode == 0, result.stderr
+        assert f"rendered stack {stack}" in result.stdout
+        assert "aws:eks/cluster:Cluster" in result.stdout  # the summary per type
+    return out
+
+
 def cli(*args: str) -> subprocess.CompletedProcess:
     """`python -m components ...` as a user runs it."""
     return subprocess.run([sys.executable, "-m", "components", *args], cwd=ROOT,

@@ -16,18 +16,6 @@ from .charts import validate_custom_resource
 from .conftest import ROOT, STACKS, cli, stack_settings
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory) -> dict[str, Path]:
-    out = {}
-    for stack in STACKS:
-        out[stack] = tmp_path_factory.mktemp(stack)
-        result = cli("render", "--stack", stack, "--out", str(out[stack]))
-        assert result.returncode == 0, result.stderr
-        assert f"rendered stack {stack}" in result.stdout
-        assert "aws:eks/cluster:Cluster" in result.stdout  # the summary per type
-    return out
-
-
 def test_shipped_stacks_are_dev_and_prod():
     assert {"dev", "prod"} <= set(STACKS)
 
