@@ -42,6 +42,7 @@ class Registration:
     protect: bool = False
     ignore_changes: list[str] = field(default_factory=list)
     custom_timeouts: dict[str, str] = field(default_factory=dict)
+    additional_secret_outputs: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -141,6 +142,7 @@ class RecordingMonitor(mocks.MockMonitor):
                 id=response.id, outputs=self.resources[response.urn].state,
                 dependencies=list(request.dependencies), protect=bool(request.protect),
                 ignore_changes=list(request.ignoreChanges),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
                 custom_timeouts={k: v for k, v in (("create", request.customTimeouts.create),
                                                    ("update", request.customTimeouts.update),
                                                    ("delete", request.customTimeouts.delete)) if v}))

@@ -14,6 +14,7 @@ import pulumi_random as random
 
 from . import alerts, charts
 from .config import MonitoringConfig
+from .serving import SECRET_DATA
 
 NAMESPACE = "monitoring"
 RELEASE = "kube-prometheus-stack"  # Prometheus selects ServiceMonitors etc. labelled release=<this>
@@ -84,7 +85,7 @@ class Monitoring(pulumi.ComponentResource):
             "name": GRAFANA_ADMIN_SECRET, "namespace": NAMESPACE,
         }, type="Opaque", string_data={"admin-user": "admin",
                                        "admin-password": pulumi.Output.secret(password.result)},
-            opts=in_ns)
+            opts=in_ns.merge(SECRET_DATA))
         self.grafana_admin_password = pulumi.Output.secret(password.result)
 
         self.stack = charts.release(self, f"{name}-prometheus", charts.KUBE_PROMETHEUS_STACK,

@@ -20,6 +20,8 @@ API_KEY_SECRET = "tgi-api-key"
 API_KEY_KEY = "API_KEY"  # TGI's variable (reference/tgi.md)
 HF_TOKEN_SECRET = "hf-token"
 HF_TOKEN_KEY = "HF_TOKEN"
+# Kubernetes Secrets built from Pulumi secrets say so (the policy pack checks it).
+SECRET_DATA = pulumi.ResourceOptions(additional_secret_outputs=["data", "stringData"])
 
 
 @dataclass
@@ -59,14 +61,14 @@ class Serving(pulumi.ComponentResource):
         self.api_key = pulumi.Output.secret(key)
         k8s.core.v1.Secret(f"{name}-api-key", metadata={
             "name": API_KEY_SECRET, "namespace": args.namespace,
-        }, type="Opaque", string_data={API_KEY_KEY: self.api_key}, opts=in_ns)
+        }, type="Opaque", string_data={API_KEY_KEY: self.api_key}, opts=in_ns.merge(SECRET_DATA))
 
         self.hf_token_secret = None
         if args.hf_token is not None:
             secret = k8s.core.v1.Secret(f"{name}-hf-token", metadata={
                 "name": HF_TOKEN_SECRET, "namespace": args.namespace,
             }, type="Opaque", string_data={HF_TOKEN_KEY: pulumi.Output.secret(args.hf_token)},
-                opts=in_ns)
+                opts=in_ns.merge(SECRET_DATA))
             self.hf_token_secret = secret.metadata.name
 
         self.waf_acl_arn = None

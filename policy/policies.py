@@ -1,0 +1,111 @@
+"""Guardrails for every stack, as Pulumi policies (pulumi_policy). Each validate function takes
+the resource's inputs as Pulumi sends them to policy packs (the wire form: camelCase keys) and
+reports violations; tests call them directly."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Iterator
+
+from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
+
+GPU = "nvidia.com/gpu"
+WORKLOADS = {  # type token -> path to the pod spec in its inputs
+    "kubernetes:apps/v1:Deployment": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:StatefulSet": ("spec", "template", "spec"),
+    "kubernetes:apps/v1:DaemonSet": ("spec", "template", "spec"),
+    "kubernetes:batch/v1:Job": ("spec", "template", "spec"),
+    "kubernetes:core/v1:Pod": ("spec",),
+}
+Report = Callable[[str], None]
+
+
+def _pod_spec(args: ResourceValidationArgs) -> dict | None:
+    path = WORKLOADS.get(args.resource_type)
+    if path is None:
+        return None
+    spec: Any = args.props
+    for key in path:
+        spec = (spec or {}).get(key)
+    return spec or None
+
+
+def _containers(pod: dict) -> Iterator[dict]:
+    yield from pod.get("initContainers") or []
+    yield from pod.get("containers") or []
+
+
+def gpu_limits_and_toleration(args: ResourceValidationArgs, report: Report) -> None:
+    """A container that asks for GPUs sets the `nvidia.com/gpu` limit (Kubernetes schedules extended
+    resources by it) and its pod tolerates the GPU taint; a pod that tolerates the taint asks for
+    GPUs, or it would hold a GPU node without using it. DaemonSets (the GPU operator's) excepted."""
+    pod = _pod_spec(args)
+    if pod is None:
+        return
+    tolerates = any(t.get("key") == GPU and t.get("effect") in (None, "NoSchedule")
+                    for t in pod.get("tolerations") or [])
+    asks = False
+    for c in _containers(pod):
+        resources = c.get("resources") or {}
+        if GPU in (resources.get("requests") or {}) or GPU in (resources.get("limits") or {}):
+            asks = True
+            if GPU not in (resources.get("limits") or {}):
+                report(f"container {c.get('name')!r} requests {GPU} without a limit")
+    if asks and not tolerates:
+        report(f"the pod asks for GPUs but does not tolerate the {GPU} taint")
+    if tolerates and not asks and args.resource_type != "kubernetes:apps/v1:DaemonSet":
+        report(f"the pod tolerates the {GPU} taint but asks for no GPU")
+
+
+def images_pinned(args: ResourceValidationArgs, report: Report) -> None:
+    """Every image names a release tag or a digest: never `latest`, never no tag."""
+    pod = _pod_spec(args)
+    if pod is None:
+        return
+    for c in _containers(pod):
+        image = c.get("image") or ""
+        if "@sha256:" in image:
+            continue
+        tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
+        if tag in ("", "latest"):
+            report(f"container {c.get('name')!r}: image {image!r} is not pinned to a tag or digest")
+
+
+def eks_endpoint_not_open(args: ResourceValidationArgs, report: Report) -> None:
+    """The EKS API endpoint is never public to the whole internet. (Public access defaults to on,
+    from 0.0.0.0/0, when the inputs leave it unset.)"""
+    if args.resource_type != "aws:eks/cluster:Cluster":
+        return
+    vpc = args.props.get("vpcConfig") or {}
+    if vpc.get("endpointPublicAccess", True) is False:
+        return
+    cidrs = vpc.get("publicAccessCidrs") or ["0.0.0.0/0"]
+    if any(re.fullmatch(r"0\.0\.0\.0/0|::/0", c) for c in cidrs):
+        report("the public API endpoint is open to 0.0.0.0/0: list publicAccessCidrs or make it private")
+
+
+def efs_encrypted(args: ResourceValidationArgs, report: Report) -> None:
+    """The EFS model cache is encrypted at rest."""
+    if args.resource_type == "aws:efs/fileSystem:FileSystem" and args.props.get("encrypted") is not True:
+        report("the EFS file system is not encrypted at rest")
+
+
+def secrets_from_pulumi_secrets(args: ResourceValidationArgs, report: Report) -> None:
+    """A Kubernetes Secret's data is declared secret by the program (additionalSecretOutputs), so
+    it stays encrypted in the state and masked in outputs. (Policy packs receive inputs in clear
+    and cannot see whether a value was a Pulumi secret; the program's tests check that.)"""
+    if args.resource_type != "kubernetes:core/v1:Secret":
+        return
+    declared = set(args.opts.additional_secret_outputs or [])
+    for key in ("data", "stringData"):
+        if args.props.get(key) and key not in declared:
+            report(f"Secret {key} is not declared secret: build it from Pulumi secrets "
+                   f"(additional_secret_outputs=['data', 'stringData'])")
+
+
+POLICIES = [
+    ResourceValidationPolicy(name=fn.__name__.replace("_", "-"), description=(fn.__doc__ or "").split("\n")[0],
+                             validate=fn, enforcement_level=EnforcementLevel.MANDATORY)
+    for fn in (gpu_limits_and_toleration, images_pinned, eks_endpoint_not_open, efs_encrypted,
+               secrets_from_pulumi_secrets)
+]
