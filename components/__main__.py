@@ -129,12 +129,16 @@ def cmd_lock(args: argparse.Namespace) -> int:
     settings = _settings(args.stack, args.config_file)
     path = _lock_path(args.lockfile)
     lock = modellock.read(path)
-    resolved = {}
+    resolved: dict[tuple[str, str], modellock.LockEntry] = {}
     for model in settings.models:  # resolve all before writing anything
-        if model.id not in resolved:
-            resolved[model.id] = modellock.resolve(model.id, model.revision)
-            print(f"{model.id}@{model.revision}: {resolved[model.id].revision}")
-    modellock.write(path, lock.model_copy(update={"models": {**lock.models, **resolved}}))
+        for slot in model.resolved_slots():
+            if (slot.id, slot.revision) not in resolved:
+                entry = modellock.resolve(slot.id, slot.revision)
+                resolved[(slot.id, slot.revision)] = entry
+                print(f"{slot.id}@{slot.revision}: {entry.revision}")
+    for (repo_id, _), entry in resolved.items():
+        lock = lock.with_entry(repo_id, entry)
+    modellock.write(path, lock)
     print(f"wrote {len(resolved)} model(s) to {path}")
     return 0
 

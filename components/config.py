@@ -449,14 +449,9 @@ class StackConfig(Settings):
                           "which is off on Bottlerocket (it ships its own)")
         errors += _duplicates("models", [m.name for m in self.models])
         groups = [g.name for g in self.gpu_node_groups]
-        revisions: dict[str, tuple[str, str]] = {}
         for i, m in enumerate(self.models):
             for slot in m.resolved_slots():
                 where = f"models[{i}]" + (f".slots.{slot.slot}" if m.slots else "")
-                first = revisions.setdefault(slot.id, (where, slot.revision))
-                if first[1] != slot.revision:
-                    errors.append(f"{where}.revision: {slot.id} is also {first[0]} at revision "
-                                  f"{first[1]!r}; one revision per model id (the lock pins one)")
                 if slot.node_group not in groups:
                     errors.append(f"{where}.nodeGroup: {slot.node_group!r} is not one of "
                                   f"{', '.join(groups)} (the names of gpuNodeGroups)")
@@ -613,14 +608,16 @@ def plan_models(settings: StackConfig, lock: Lock, stack: str) -> tuple[Plans, l
     for i, model in enumerate(settings.models):
         for slot in model.resolved_slots():
             where = f"models[{i}]" + (f".slots.{slot.slot}" if model.slots else "")
-            entry = lock.models.get(slot.id)
+            entry = lock.find(slot.id, slot.revision)
             if entry is None:
-                errors.append(f"{where}.id: {slot.id} is not in {LOCK_FILE}: run "
-                              f"`python -m components lock --stack {stack}`")
-                continue
-            if re.fullmatch(r"[0-9a-f]{40}", slot.revision) and entry.revision not in (None, slot.revision):
-                errors.append(f"{where}.revision: {slot.revision} is not the locked revision "
-                              f"{entry.revision}: run `python -m components lock --stack {stack}`")
+                locked = [e.requested_revision or "main" for k, e in lock.models.items()
+                          if k.split("@")[0] == slot.id]
+                errors.append(
+                    f"{where}.revision: {slot.id} at {slot.revision!r} is not in {LOCK_FILE} "
+                    f"(locked: {', '.join(repr(r) for r in locked)}): run `python -m components lock "
+                    f"--stack {stack}`" if locked else
+                    f"{where}.id: {slot.id} is not in {LOCK_FILE}: run "
+                    f"`python -m components lock --stack {stack}`")
                 continue
             group = groups[slot.node_group]
             request = slot_request(slot, settings.storage)
@@ -651,7 +648,7 @@ def load_plans(stack: Stack, lock: Lock) -> Plans:
     plans, errors = plan_models(stack.settings, lock, stack.stack)
     for i, model in enumerate(stack.settings.models):
         for slot in model.resolved_slots():
-            entry = lock.models.get(slot.id)
+            entry = lock.find(slot.id, slot.revision)
             if entry is not None and entry.gated and stack.hf_token is None:
                 errors.append(f"hfToken: required: models[{i}] ({slot.id}) is gated (`pulumi "
                               "config set --secret hfToken hf_...` with a token that accepted "

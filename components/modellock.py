@@ -52,6 +52,9 @@ class ModelShape(_Strict):
 
 class LockEntry(_Strict):
     revision: Optional[str] = None  # commit sha, or null if unknown
+    # The revision the config asked for (branch, tag or commit) when the lock was written; a
+    # config asking for another one is stale against the lock. Absent: `main`.
+    requested_revision: Optional[str] = None
     parameters: int = Field(ge=1)
     weights_bytes: int = Field(ge=1)  # bytes of the weight files as stored
     dtype: Literal["float16", "bfloat16", "float32"]
@@ -61,8 +64,26 @@ class LockEntry(_Strict):
 
 
 class Lock(_Strict):
+    """`models` is keyed by repo id; a second revision of a repo used at the same time (blue-green)
+    is keyed `<repo id>@<requested revision>`."""
+
     version: Literal[1]
     models: dict[str, LockEntry] = {}
+
+    def find(self, repo_id: str, revision: str) -> Optional[LockEntry]:
+        """The entry locked for this repo at this requested revision (or commit), if any."""
+        keys = [k for k in self.models if k == repo_id or k.startswith(f"{repo_id}@")]
+        return next((self.models[k] for k in keys
+                     if revision in (self.models[k].requested_revision or "main", self.models[k].revision)),
+                    None)
+
+    def with_entry(self, repo_id: str, entry: LockEntry) -> "Lock":
+        """The lock with this entry added, replacing the one for the same repo and revision."""
+        requested = entry.requested_revision or "main"
+        current = self.models.get(repo_id)
+        key = repo_id if current is None or (current.requested_revision or "main") == requested \
+            else f"{repo_id}@{requested}"
+        return self.model_copy(update={"models": {**self.models, key: entry}})
 
 
 def read(path: Path) -> Lock:
@@ -169,6 +190,7 @@ def resolve(repo_id: str, revision: str, token: Optional[str] = None) -> LockEnt
     weights = sum(s.size or 0 for s in info.siblings or [] if s.rfilename.endswith(".safetensors"))
     return LockEntry(
         revision=sha,
+        requested_revision=revision,
         parameters=sum(safetensors.parameter_count.values()),
         weights_bytes=weights,
         dtype=checkpoint_dtype(config, safetensors.parameter_count),

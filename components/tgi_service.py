@@ -42,11 +42,13 @@ class SlotSpec:
 
 def slot_specs(model: ModelConfig, settings: StackConfig, plans: Plans, lock: Lock) -> list[SlotSpec]:
     groups = {g.name: g for g in settings.gpu_node_groups}
-    return [SlotSpec(slot=s, plan=plans[model.name][s.slot],
-                     revision=tgi.revision_for(s, lock.models[s.id].revision),
-                     gated=lock.models[s.id].gated,
-                     instances=[CATALOG[t] for t in groups[s.node_group].instance_types])
-            for s in model.resolved_slots()]
+    specs = []
+    for s in model.resolved_slots():
+        entry = lock.find(s.id, s.revision)
+        specs.append(SlotSpec(slot=s, plan=plans[model.name][s.slot],
+                              revision=tgi.revision_for(s, entry.revision), gated=entry.gated,
+                              instances=[CATALOG[t] for t in groups[s.node_group].instance_types]))
+    return specs
 
 
 @dataclass

@@ -86,7 +86,8 @@ CASES = [
     (model(id="Qwen/Qwen2.5-72B-Instruct"), "models[0]: Qwen/Qwen2.5-72B-Instruct does not fit node group gpu-24g"),
     (model(id="acme/not-locked"), "models[0].id: acme/not-locked is not in models.lock.yaml: run `python -m components lock --stack bad`"),
     (model(maxTotalTokens=65536, maxInputTokens=4096), "models[0]: Qwen/Qwen2.5-7B-Instruct does not fit node group gpu-24g"),
-    (model(revision="0" * 40), "models[0].revision: 0000000000000000000000000000000000000000 is not the locked revision"),
+    (model(revision="0" * 40), "models[0].revision: Qwen/Qwen2.5-7B-Instruct at '0000000000000000000000000000000000000000' is not in models.lock.yaml (locked: 'main')"),
+    (model(revision="v2"), "models[0].revision: Qwen/Qwen2.5-7B-Instruct at 'v2' is not in models.lock.yaml (locked: 'main'): run `python -m components lock --stack bad`"),
     (setting("addons", {"gpuTimeSlicingReplicas": 1}), "addons.gpuTimeSlicingReplicas: 1 is not allowed"),
 ]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.modellock import quantization_from_config, shape_from_config
+from components.modellock import quantization_from_config, read, shape_from_config
 
 from .conftest import ROOT, stack_settings
 from .fake_hub import FakeHub, Repo, safetensors_file
@@ -103,6 +103,7 @@ def test_lock_resolves_models_from_the_hub(hub, tmp_path):
     files = tiny_llama()
     assert llama == {
         "revision": SHA,
+        "requested_revision": "main",
         "parameters": PARAMS,
         "weights_bytes": len(files["model-00001-of-00002.safetensors"]) + len(files["model-00002-of-00002.safetensors"]),
         "dtype": "bfloat16",
@@ -130,6 +131,19 @@ def test_lock_pins_the_requested_revision_and_keeps_other_entries(hub, tmp_path)
     lock = yaml.safe_load(lockfile.read_text())
     assert lock["models"]["acme/tiny-llama"]["revision"] == OLD
     assert "Qwen/Qwen2.5-7B-Instruct" in lock["models"]  # untouched
+
+
+def test_two_revisions_of_one_repo_for_blue_green(hub, tmp_path):
+    stack = _stack(tmp_path, [{"name": "llama", "id": "acme/tiny-llama", "active": "blue",
+                               "slots": {"blue": {}, "green": {"revision": "v1"}}}])
+    result = _lock(hub, tmp_path, stack)
+    assert result.returncode == 0, result.stderr
+    lock = read(tmp_path / "models.lock.yaml")
+    assert set(lock.models) == {"acme/tiny-llama", "acme/tiny-llama@v1"}
+    assert lock.find("acme/tiny-llama", "main").revision == SHA
+    assert lock.find("acme/tiny-llama", "v1").revision == OLD
+    assert lock.find("acme/tiny-llama", OLD).revision == OLD  # a pinned commit finds its entry
+    assert lock.find("acme/tiny-llama", "v2") is None  # asked for something not locked: stale
 
 
 def test_gated_model_without_a_token_is_a_clear_error(hub, tmp_path):

@@ -187,7 +187,7 @@ def test_a_model_missing_from_the_lock_names_it_and_says_to_lock(dev_settings):
 
 def test_a_stale_pinned_revision_is_reported(dev_settings):
     dev_settings["models"][0]["revision"] = "0" * 40
-    with pytest.raises(ConfigError, match=r"models\[0\]\.revision: 0{40} is not the locked revision"):
+    with pytest.raises(ConfigError, match=r"models\[0\]\.revision: Qwen/Qwen2.5-7B-Instruct at '0{40}' is not in"):
         run_settings(dev_settings)
 
 

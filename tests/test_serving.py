@@ -354,6 +354,34 @@ def test_the_three_commits_of_a_rollout(dev_settings):
     assert [r.inputs["metadata"]["name"] for r in step3.of_type(DEPLOYMENT)] == ["qwen-7b-green"]
 
 
+def test_blue_green_across_two_revisions_of_one_repo(dev_settings):
+    """Green runs a newer commit of the same repo: its own lock entry, download Job and REVISION."""
+    from components.config import plan_models
+    from components.modellock import LockEntry
+    dev_settings["models"][0].update(slots={"blue": {}, "green": {"revision": "v2"}}, active="blue")
+    settings = validate_settings(dev_settings)
+    model = settings.models[0]
+    blue = LOCK.models[model.id]
+    green = LockEntry(**{**blue.model_dump(), "revision": "b" * 40, "requested_revision": "v2"})
+    lock = LOCK.with_entry(model.id, green)
+    assert set(lock.models) >= {model.id, f"{model.id}@v2"}
+    plans, errors = plan_models(settings, lock, "test")
+    assert errors == []
+
+    def program():
+        TgiService("svc", TgiServiceArgs(
+            model=model.name, namespace="llm", slots=slot_specs(model, settings, plans, lock),
+            active="blue", replicas=model.replicas, storage_class="efs-model-cache", lb_source_cidrs=[]))
+
+    run = mockrun.run_mocked(program, "test", {})
+    revisions = {r.inputs["metadata"]["name"]: env(container(mockrun.reveal(r.inputs)))["REVISION"]
+                 for r in run.of_type(DEPLOYMENT)}
+    assert revisions == {"qwen-7b-blue": blue.revision, "qwen-7b-green": "b" * 40}
+    jobs = {r.inputs["metadata"]["name"] for r in run.of_type(JOB)}
+    assert jobs == {download_job_name("qwen-7b", model.id, blue.revision),
+                    download_job_name("qwen-7b", model.id, "b" * 40)}
+
+
 def test_slot_errors_name_the_slot(dev_settings):
     from components.config import ConfigError
     settings = _blue_green(dev_settings, "red")
