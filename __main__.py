@@ -5,11 +5,11 @@ from pathlib import Path
 import pulumi
 
 from components import config
-from components.catalog import CATALOG
-from components.modellock import LOCK_FILE
-from components.cluster import Cluster, ClusterArgs
 from components.addons import Addons, AddonsArgs
+from components.catalog import CATALOG
+from components.cluster import Cluster, ClusterArgs
 from components.model_cache import ModelCache, ModelCacheArgs
+from components.modellock import LOCK_FILE
 from components.monitoring import SELECTED, Monitoring, MonitoringArgs
 from components.network import Network, NetworkArgs
 from components.node_group import NodeGroup, NodeGroupArgs
@@ -41,7 +41,7 @@ cluster = Cluster(name, ClusterArgs(
     tags=tags,
 ))
 
-gpu_groups = [
+for group in cfg.gpu_node_groups:
     NodeGroup(f"{name}-{group.name}", NodeGroupArgs(
         group=group.name,
         cluster_name=cluster.ready_name,
@@ -57,8 +57,6 @@ gpu_groups = [
         gpus=min(CATALOG[t].gpus for t in group.instance_types),
         tags=tags,
     ))
-    for group in cfg.gpu_node_groups
-]
 
 k8s = pulumi.ResourceOptions(providers=[cluster.provider])
 cache = ModelCache(f"{name}-cache", ModelCacheArgs(
@@ -119,11 +117,11 @@ pulumi.export("clusterName", cluster.cluster.name)
 pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("efsId", cache.file_system.id)
 pulumi.export("storageClass", cache.storage_class_name)
-pulumi.export("modelPlans", {name: {slot: {
+pulumi.export("modelPlans", {model_name: {slot: {
     "instanceType": p.instance_type, "numShard": p.num_shard, "maxInputTokens": p.max_input_tokens,
     "maxTotalTokens": p.max_total_tokens, "kvCapacityTokens": p.kv_capacity_tokens,
     "hourlyUsdPerReplica": p.hourly_usd,
-} for slot, p in slots.items()} for name, slots in plans.items()})
+} for slot, p in slots.items()} for model_name, slots in plans.items()})
 pulumi.export("apiKey", serving.api_key)
 pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
 pulumi.export("endpoints", {m.name: f"https://{m.name}.{ingress.domain}" for m in cfg.models}
