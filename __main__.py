@@ -79,7 +79,7 @@ monitoring = Monitoring(f"{name}-monitoring", MonitoringArgs(
 ), opts=k8s)
 addons = Addons(f"{name}-addons", AddonsArgs(
     cluster_name=name, ready_cluster_name=cluster.ready_name, region=stack.region,
-    vpc_id=network.vpc_id, bottlerocket=cfg.bottlerocket,
+    kubernetes_version=cfg.cluster.kubernetes_version, vpc_id=network.vpc_id, bottlerocket=cfg.bottlerocket,
     time_slicing_replicas=cfg.addons.gpu_time_slicing_replicas,
     prometheus_selector=SELECTED, monitoring=monitoring.stack, nodes=[cluster.system_nodes],
     tags=tags,

@@ -55,13 +55,22 @@ def gpu_operator_values(bottlerocket: bool, time_slicing_replicas: Optional[int]
 def load_balancer_controller_values(cluster_name: pulumi.Input[str], region: str,
                                     vpc_id: pulumi.Input[str]) -> dict:
     # Region and VPC are given: with IMDS hop limit 1 the controller cannot look them up.
+    # The Service mutator webhook (failurePolicy Fail) would reject every Service created while
+    # the controller is not yet up, other releases' included; no Service here is a LoadBalancer.
     return {"clusterName": cluster_name, "region": region, "vpcId": vpc_id,
             "serviceAccount": {"create": True, "name": LBC_SERVICE_ACCOUNT},
-            "replicaCount": 2}
+            "replicaCount": 2, "enableServiceMutatorWebhook": False}
 
 
-def cluster_autoscaler_values(cluster_name: pulumi.Input[str], region: str) -> dict:
+# The autoscaler's minor version must match the cluster's. Chart 9.59.0 ships v1.35.0; v1.36.1 is
+# the 1.36 release (kubernetes/autoscaler release notes, "Images", found with the search tool).
+CLUSTER_AUTOSCALER_IMAGE = {"1.35": "v1.35.0", "1.36": "v1.36.1"}
+
+
+def cluster_autoscaler_values(cluster_name: pulumi.Input[str], region: str,
+                              kubernetes_version: str) -> dict:
     return {
+        "image": {"tag": CLUSTER_AUTOSCALER_IMAGE[kubernetes_version]},
         "cloudProvider": "aws", "awsRegion": region,
         "autoDiscovery": {"clusterName": cluster_name},
         "rbac": {"serviceAccount": {"create": True, "name": CA_SERVICE_ACCOUNT}},
@@ -91,6 +100,7 @@ class AddonsArgs:
     cluster_name: str
     ready_cluster_name: pulumi.Input[str]  # resolves once the cluster can run pods
     region: str
+    kubernetes_version: str
     vpc_id: pulumi.Input[str]
     bottlerocket: bool
     time_slicing_replicas: Optional[int]
@@ -126,6 +136,7 @@ class Addons(pulumi.ComponentResource):
             service_account=CA_SERVICE_ACCOUNT, policy=cluster_autoscaler_policy(args.cluster_name),
             tags=args.tags), opts=child)
         charts.release(self, f"{name}-autoscaler", charts.CLUSTER_AUTOSCALER, "cluster-autoscaler",
-                       "kube-system", cluster_autoscaler_values(args.ready_cluster_name, args.region),
+                       "kube-system", cluster_autoscaler_values(args.ready_cluster_name, args.region,
+                                                                args.kubernetes_version),
                        depends_on=[ca_role, *args.nodes])
         self.register_outputs({})

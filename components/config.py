@@ -219,7 +219,8 @@ class SystemNodeGroupConfig(ScalingBounds):
     min_size: int = Field(2, ge=1)
     max_size: int = Field(3, ge=1)
     desired_size: int = Field(2, ge=1)
-    disk_size_gi_b: int = Field(50, ge=20, le=16384)
+    # The download Jobs pull the TGI image (several GB) onto these nodes too.
+    disk_size_gi_b: int = Field(100, ge=20, le=16384)
 
 
 class GpuNodeGroupConfig(ScalingBounds):

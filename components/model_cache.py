@@ -21,14 +21,21 @@ CSI_POLICY = f"{MANAGED}/service-role/AmazonEFSCSIDriverPolicy"
 
 
 def tls_only_policy(file_system_arn: str) -> str:
-    """Refuses NFS clients that do not use TLS (the CSI driver mounts with TLS by default)."""
+    """Clients may mount, write and act as root through the mount targets (a file system policy
+    replaces EFS's default allow-all, so this must be said), and only over TLS (the CSI driver
+    mounts with TLS by default). The EFS console's "enforce in-transit encryption" preset."""
     return json.dumps({
         "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "DenyUnencryptedTransport", "Effect": "Deny", "Principal": {"AWS": "*"},
-            "Action": "*", "Resource": file_system_arn,
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }],
+        "Statement": [
+            {"Sid": "AllowMountThroughMountTargets", "Effect": "Allow", "Principal": {"AWS": "*"},
+             "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",
+                        "elasticfilesystem:ClientRootAccess"],
+             "Resource": file_system_arn,
+             "Condition": {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}}},
+            {"Sid": "DenyUnencryptedTransport", "Effect": "Deny", "Principal": {"AWS": "*"},
+             "Action": "*", "Resource": file_system_arn,
+             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        ],
     })
 
 

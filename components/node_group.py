@@ -12,6 +12,10 @@ from pulumi_aws import autoscaling, ec2, eks
 # carries the auto-generated AWS name (with a random suffix), which a config cannot know.
 NODE_GROUP_LABEL = "llmserve/node-group"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}  # reference/eks.md
+# The Cluster Autoscaler's AWS provider knows GPU nodes by this label: until the device plugin
+# advertises the GPUs, it then waits instead of adding more nodes (GPULabel in
+# kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/aws_cloud_provider.go).
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 
 
 def root_device(ami_type: str) -> str:
@@ -77,7 +81,8 @@ class NodeGroup(pulumi.ComponentResource):
             update_config=eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
             launch_template=eks.NodeGroupLaunchTemplateArgs(id=template.id,
                                                             version=template.latest_version.apply(str)),
-            labels={**args.labels, NODE_GROUP_LABEL: args.group},
+            labels={**args.labels, NODE_GROUP_LABEL: args.group,
+                    **({ACCELERATOR_LABEL: "nvidia"} if args.gpus else {})},
             taints=[eks.NodeGroupTaintArgs(**GPU_TAINT)] if args.gpus else None,
             # EKS replaces nodes whose GPUs or kubelet turn unhealthy.
             node_repair_config=eks.NodeGroupNodeRepairConfigArgs(enabled=True),
@@ -97,6 +102,7 @@ class NodeGroup(pulumi.ComponentResource):
         asg = self.node_group.resources.apply(lambda r: r[0].autoscaling_groups[0].name)
         prefix = "k8s.io/cluster-autoscaler/node-template"
         tags = {f"{prefix}/label/{NODE_GROUP_LABEL}": args.group,
+                f"{prefix}/label/{ACCELERATOR_LABEL}": "nvidia",
                 f"{prefix}/taint/{GPU_TAINT['key']}": f"{GPU_TAINT['value']}:NoSchedule",
                 f"{prefix}/resources/nvidia.com/gpu": str(args.gpus)}
         for i, (key, value) in enumerate(tags.items()):

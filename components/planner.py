@@ -170,8 +170,10 @@ def rule_violation(entry: LockEntry, instance: GpuInstance, num_shard: int,
         return "exl2 cannot be sharded (TGI refuses NUM_SHARD > 1 with exl2)"
     if req.quantize == "fp8" and not instance.gpu.fp8:
         return f"fp8 needs Hopper (H100/H200) or newer; {instance.instance_type} has {instance.gpu.name}"
-    if req.dtype and req.quantize and req.quantize not in BITSANDBYTES:
-        return f"dtype and quantize {req.quantize!r} cannot both be set (TGI: only 1 can be set)"
+    # TGI applies a checkpoint's own quantization even without QUANTIZE (launcher main.rs).
+    if req.dtype and quantize and quantize not in BITSANDBYTES:
+        return (f"dtype and quantize {quantize!r} cannot both be set (TGI: only 1 can be set)"
+                + ("" if req.quantize else "; the checkpoint is quantized, drop dtype"))
     max_pos = entry.config.max_position_embeddings
     if req.max_total_tokens is not None and req.max_total_tokens > max_pos:
         return f"maxTotalTokens {req.max_total_tokens} is more than the model's context ({max_pos})"

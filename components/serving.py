@@ -48,7 +48,10 @@ class Serving(pulumi.ComponentResource):
             "name": args.namespace,
             "labels": {"pod-security.kubernetes.io/enforce": "baseline",
                        "pod-security.kubernetes.io/warn": "restricted",
-                       "pod-security.kubernetes.io/audit": "restricted"},
+                       "pod-security.kubernetes.io/audit": "restricted",
+                       # A new pod takes traffic only once the ALB sees it healthy, and an old
+                       # one leaves only after (target type ip): rollouts without 5xx.
+                       "elbv2.k8s.aws/pod-readiness-gate-inject": "enabled"},
         }, opts=child)
         self.namespace = ns.metadata.name
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])

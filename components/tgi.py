@@ -123,16 +123,25 @@ def cache_request_gib(weights_bytes: int) -> int:
 
 def download_script() -> str:
     """What the download Job runs: the pinned revision's weights, config and tokenizer into the
-    shared cache with huggingface_hub (hf_transfer on: the image sets HF_HUB_ENABLE_HF_TRANSFER)."""
+    shared cache with huggingface_hub (hf_transfer on: the image sets HF_HUB_ENABLE_HF_TRANSFER).
+
+    huggingface_hub writes no `refs/<revision>` file when the revision is already a commit, but
+    TGI's router, offline, finds config.json and the tokenizer's chat template through that file
+    (hf-hub's cache, router/src/server.rs): the script writes it."""
     return (
         "import os\n"
         "from huggingface_hub import snapshot_download\n"
+        "model, revision = os.environ['MODEL_ID'], os.environ['REVISION']\n"
+        "cache = os.environ['HUGGINGFACE_HUB_CACHE']\n"
         "path = snapshot_download(\n"
-        "    os.environ['MODEL_ID'], revision=os.environ['REVISION'],\n"
-        "    cache_dir=os.environ['HUGGINGFACE_HUB_CACHE'],\n"
+        "    model, revision=revision, cache_dir=cache,\n"
         "    allow_patterns=['*.json', '*.safetensors', '*.model', '*.txt', '*.tiktoken', '*.py'],\n"
         "    ignore_patterns=['original/*', '*.pth', '*.bin', '*.pt', '*.gguf'],\n"
         ")\n"
+        "refs = os.path.join(cache, 'models--' + model.replace('/', '--'), 'refs')\n"
+        "os.makedirs(refs, exist_ok=True)\n"
+        "with open(os.path.join(refs, revision), 'w') as f:\n"
+        "    f.write(os.path.basename(path))\n"
         "print('model in cache at', path)\n"
     )
 

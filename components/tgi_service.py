@@ -132,12 +132,13 @@ class TgiService(pulumi.ComponentResource):
             "resources": {"requests": {"storage": f"{tgi.cache_request_gib(max(s.plan.weights_bytes for s in args.slots))}Gi"}},
         }, opts=child)
 
+        # The download Jobs start once they may reach DNS and the Hub (the namespace denies all).
+        download_policy = self._network_policies(name, args, labels)
         self.deployments = {}
         for spec in args.slots:
-            job = self._download_job(name, args, spec, labels, cache)
+            job = self._download_job(name, args, spec, labels, account, cache, download_policy)
             self.deployments[spec.slot.slot] = self._slot(name, args, spec, labels, account, cache, job)
 
-        self._network_policies(name, args, labels)
         service = k8s.core.v1.Service(f"{name}-svc", metadata={
             "name": model, "namespace": ns, "labels": labels,
         }, spec={
@@ -155,7 +156,8 @@ class TgiService(pulumi.ComponentResource):
             self._pod_monitor(name, args, labels)
         self.register_outputs({"service": self.service_name})
 
-    def _download_job(self, name, args: TgiServiceArgs, spec: SlotSpec, labels, cache) -> k8s.batch.v1.Job:
+    def _download_job(self, name, args: TgiServiceArgs, spec: SlotSpec, labels, account, cache,
+                      policy) -> k8s.batch.v1.Job:
         slot = spec.slot
         job_labels = {**labels, "app.kubernetes.io/component": "download"}
         env = [{"name": "MODEL_ID", "value": slot.id}, {"name": "REVISION", "value": spec.revision},
@@ -174,7 +176,7 @@ class TgiService(pulumi.ComponentResource):
             "activeDeadlineSeconds": timeout,
             "template": {"metadata": {"labels": job_labels}, "spec": {
                 "restartPolicy": "OnFailure",
-                "serviceAccountName": args.model,
+                "serviceAccountName": account.metadata.name,
                 "automountServiceAccountToken": False,
                 "securityContext": _pod_security(),
                 # No GPU needed: the download runs on the system nodes, before any GPU node.
@@ -192,7 +194,7 @@ class TgiService(pulumi.ComponentResource):
                 "volumes": [{"name": "cache", "persistentVolumeClaim": {"claimName": cache.metadata.name}}],
             }},
         }, opts=pulumi.ResourceOptions(
-            parent=self, delete_before_replace=True,
+            parent=self, delete_before_replace=True, depends_on=[policy],
             custom_timeouts=pulumi.CustomTimeouts(create=f"{timeout}s", update=f"{timeout}s")))
 
     def _slot(self, name, args: TgiServiceArgs, spec: SlotSpec, labels, account, cache, job):
@@ -288,7 +290,8 @@ class TgiService(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self))
         return deployment
 
-    def _network_policies(self, name, args: TgiServiceArgs, labels) -> None:
+    def _network_policies(self, name, args: TgiServiceArgs, labels) -> k8s.networking.v1.NetworkPolicy:
+        """The model's serving pods and its download Jobs; returns the Jobs' policy."""
         dns = {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                        "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
@@ -309,7 +312,7 @@ class TgiService(pulumi.ComponentResource):
             ],
             "egress": [dns],  # serving is offline: weights come from the cache volume
         }, opts=pulumi.ResourceOptions(parent=self))
-        k8s.networking.v1.NetworkPolicy(f"{name}-download-netpol", metadata={
+        return k8s.networking.v1.NetworkPolicy(f"{name}-download-netpol", metadata={
             "name": f"{args.model}-download", "namespace": args.namespace, "labels": labels,
         }, spec={
             "podSelector": {"matchLabels": {MODEL_LABEL: args.model,

@@ -2,6 +2,7 @@
 
 It serves the routes the lock uses (`HF_ENDPOINT=http://127.0.0.1:PORT`):
 - GET  /api/models/{repo}[/revision/{rev}]  model info (with `?blobs=True`: file sizes, LFS)
+- GET  /api/models/{repo}/tree/{rev}          the file list (snapshot_download)
 - HEAD /{repo}/resolve/{rev}/{file}          file metadata headers (X-Repo-Commit, ETag, size)
 - GET  /{repo}/resolve/{rev}/{file}          file content, honouring `Range`
 and errors as the Hub spells them (`X-Error-Code: RepoNotFound | RevisionNotFound |
@@ -96,30 +97,40 @@ class FakeHub:
         path = h.path.split("?", 1)[0]
         self.requests.append((method, path))
         api = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path)
+        tree = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)", path)
         resolve = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
-        name = (api or resolve)[1] if (api or resolve) else None
+        match = api or tree or resolve
+        name = match[1] if match else None
         repo = self.repos.get(name) if name else None
         if repo is None:
             return self._error(h, 404, "RepoNotFound", "Repository not found", method)
-        sha = repo.resolve((api or resolve)[2])
+        sha = repo.resolve(match[2])
         if sha is None:
             return self._error(h, 404, "RevisionNotFound", "Invalid rev id", method)
         if api:
             return self._model_info(h, name, repo, sha)
+        if tree:
+            return self._json(h, [self._sibling(f, c, tree=True) for f, c in repo.files.items()])
         return self._file(h, name, repo, sha, resolve[3], method)
 
+    @staticmethod
+    def _sibling(fname: str, content: bytes, tree: bool = False) -> dict:
+        blob = hashlib.sha1(content).hexdigest()
+        entry = ({"type": "file", "path": fname, "size": len(content), "oid": blob} if tree
+                 else {"rfilename": fname, "size": len(content), "blobId": blob})
+        if fname.endswith(".safetensors"):
+            entry["lfs"] = {"size": len(content), "pointerSize": 135,
+                            ("oid" if tree else "sha256"): hashlib.sha256(content).hexdigest()}
+        return entry
+
     def _model_info(self, h, name: str, repo: Repo, sha: str) -> None:
-        siblings = []
-        for fname, content in repo.files.items():
-            blob = hashlib.sha1(content).hexdigest()
-            sibling = {"rfilename": fname, "size": len(content), "blobId": blob}
-            if fname.endswith(".safetensors"):
-                sibling["lfs"] = {"size": len(content), "sha256": hashlib.sha256(content).hexdigest(),
-                                  "pointerSize": 135}
-            siblings.append(sibling)
-        body = json.dumps({"id": name, "modelId": name, "sha": sha, "private": False,
-                           "gated": repo.gated, "disabled": False, "tags": [],
-                           "siblings": siblings}).encode()
+        self._json(h, {"id": name, "modelId": name, "sha": sha, "private": False,
+                       "gated": repo.gated, "disabled": False, "tags": [],
+                       "siblings": [self._sibling(f, c) for f, c in repo.files.items()]})
+
+    @staticmethod
+    def _json(h, doc) -> None:
+        body = json.dumps(doc).encode()
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))

@@ -116,6 +116,8 @@ def test_gpu_time_slicing(dev_settings):
 def test_load_balancer_controller(prod_run):
     v = releases(prod_run)["aws-load-balancer-controller"]["values"]
     assert v["clusterName"] == "llmserve-prod" and v["region"] == "us-east-1"
+    # Its Service webhook (failurePolicy Fail) would reject other releases' Services while it starts.
+    assert v["enableServiceMutatorWebhook"] is False
     assert v["vpcId"] == prod_run.one("aws:ec2/vpc:Vpc").id  # IMDS hop limit 1: no lookup
     assoc = next(mockrun.reveal(a.inputs) for a in prod_run.of_type("aws:eks/podIdentityAssociation:PodIdentityAssociation")
                  if a.inputs["serviceAccount"] == v["serviceAccount"]["name"])
@@ -125,6 +127,12 @@ def test_load_balancer_controller(prod_run):
     assert policy == json.loads((ROOT / "components" / "policies" / "aws-load-balancer-controller.json").read_text())
     actions = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert {"elasticloadbalancing:CreateLoadBalancer", "wafv2:AssociateWebACL", "ec2:CreateSecurityGroup"} <= actions
+
+
+@pytest.mark.parametrize("version,tag", [("1.35", "v1.35.0"), ("1.36", "v1.36.1")])
+def test_cluster_autoscaler_matches_the_cluster_version(dev_settings, version, tag):
+    dev_settings["cluster"]["kubernetesVersion"] = version
+    assert releases(run_settings(dev_settings))["cluster-autoscaler"]["values"]["image"] == {"tag": tag}
 
 
 def test_cluster_autoscaler_may_resize_only_this_cluster(prod_run):
@@ -149,6 +157,7 @@ def test_gpu_groups_can_scale_from_zero(prod_run):
     assert x4[f"{prefix}/label/llmserve/node-group"]["value"] == "l40s-x4"
     assert x4[f"{prefix}/taint/nvidia.com/gpu"]["value"] == "true:NoSchedule"
     assert x4[f"{prefix}/resources/nvidia.com/gpu"]["value"] == "4"
+    assert x4[f"{prefix}/label/k8s.amazonaws.com/accelerator"]["value"] == "nvidia"
     assert all(t["propagateAtLaunch"] is False for t in x4.values())
     assert "llmserve-prod-system" not in tags  # CPU nodes never scale from zero here
 

@@ -206,3 +206,26 @@ def test_config_shapes_of_other_families():
     assert quantization_from_config({"quantization_config": {
         "quant_method": "compressed-tensors",
         "config_groups": {"group_0": {"weights": {"num_bits": 8}}}}}).bits == 8
+
+
+def test_download_script_fills_a_cache_tgi_can_read_offline(hub, tmp_path):
+    """The download Job's script, run with the real huggingface_hub against the local Hub: the
+    pinned commit's files land in the cache, and `refs/<commit>` exists, which TGI's router needs
+    to find config.json and the tokenizer offline (hf-hub resolves refs/<revision>)."""
+    from components import tgi
+
+    cache = tmp_path / "hub"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+    env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf-home"), MODEL_ID="acme/tiny-llama",
+               REVISION=SHA, HUGGINGFACE_HUB_CACHE=str(cache), HF_HUB_ENABLE_HF_TRANSFER="0",
+               HF_HUB_DISABLE_PROGRESS_BARS="1")
+    result = subprocess.run([sys.executable, "-c", tgi.download_script()], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    repo = cache / "models--acme--tiny-llama"
+    commit = (repo / "refs" / SHA).read_text()
+    assert commit == SHA
+    snapshot = repo / "snapshots" / commit
+    assert (snapshot / "config.json").is_file()
+    assert sorted(p.name for p in snapshot.glob("*.safetensors")) == [
+        "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]

@@ -42,11 +42,16 @@ def test_one_mount_target_per_az_reachable_only_from_the_nodes(prod_run):
     assert rule.inputs["referencedSecurityGroupId"] == cluster.outputs["vpcConfig"]["clusterSecurityGroupId"]
 
 
-def test_nfs_clients_must_use_tls(dev_run):
+def test_nfs_clients_mount_through_mount_targets_and_only_over_tls(dev_run):
     policy = json.loads(inputs(dev_run, "aws:efs/fileSystemPolicy:FileSystemPolicy")["policy"])
-    [statement] = policy["Statement"]
-    assert statement["Effect"] == "Deny"
-    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    allow, deny = policy["Statement"]
+    # With a policy in place EFS no longer allows anonymous mounts by default: say it.
+    assert allow["Effect"] == "Allow"
+    assert set(allow["Action"]) == {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",
+                                    "elasticfilesystem:ClientRootAccess"}
+    assert allow["Condition"] == {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}}
+    assert deny["Effect"] == "Deny"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_csi_driver_addon_uses_pod_identity(dev_run):

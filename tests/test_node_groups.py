@@ -25,7 +25,8 @@ def test_gpu_node_group(dev_run):
     assert ng["capacityType"] == "SPOT"
     assert ng["scalingConfig"] == {"minSize": 0, "desiredSize": 1, "maxSize": 2}
     assert ng["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
-    assert ng["labels"] == {"llmserve/node-group": "gpu-24g"}
+    # The autoscaler's AWS provider knows GPU nodes by the accelerator label.
+    assert ng["labels"] == {"llmserve/node-group": "gpu-24g", "k8s.amazonaws.com/accelerator": "nvidia"}
     assert ng["nodeRepairConfig"] == {"enabled": True}
     assert ng["launchTemplate"] == {"id": lt.id, "version": "1"}
     private = [s.id for s in dev_run.of_type("aws:ec2/subnet:Subnet") if "-private-" in s.name]
@@ -70,4 +71,4 @@ def test_system_node_group_is_small_on_demand_and_untainted(prod_run):
 def test_prod_gpu_groups_are_on_demand(prod_run, group, instance):
     ng, lt = _group(prod_run, f"llmserve-prod-{group}")
     assert ng["capacityType"] == "ON_DEMAND" and ng["instanceTypes"] == [instance]
-    assert ng["labels"] == {"llmserve/node-group": group}
+    assert ng["labels"] == {"llmserve/node-group": group, "k8s.amazonaws.com/accelerator": "nvidia"}

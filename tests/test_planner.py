@@ -115,6 +115,14 @@ def test_prequantized_checkpoint_runs_with_its_own_method():
     assert _plan(GPTQ_13B, "g5.2xlarge", 1).quantize == "gptq"
 
 
+def test_dtype_on_a_prequantized_checkpoint_is_refused():
+    """TGI applies the checkpoint's quantization even without QUANTIZE; DTYPE then conflicts."""
+    p = _plan(GPTQ_13B, "g5.2xlarge", 1, dtype="float16")
+    assert not p.fits
+    assert p.reason == ("dtype and quantize 'gptq' cannot both be set (TGI: only 1 can be set); "
+                        "the checkpoint is quantized, drop dtype")
+
+
 def test_fp8_on_hopper_halves_the_weights():
     p = _plan(LLAMA_70B, "p5.48xlarge", 2, quantize="fp8", max_total_tokens=4096)
     assert p.fits, p.reason

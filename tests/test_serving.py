@@ -266,9 +266,15 @@ def test_network_policies_deny_by_default(prod_run):
     assert https["to"][0]["ipBlock"]["except"] == ["169.254.0.0/16"]  # not the metadata service
 
 
-def test_namespace_enforces_baseline_pod_security(dev_run):
-    ns = manifest(dev_run, "kubernetes:core/v1:Namespace", "llm")
-    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+def test_namespace_enforces_baseline_pod_security_and_alb_readiness_gates(dev_run):
+    labels = manifest(dev_run, "kubernetes:core/v1:Namespace", "llm")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "baseline"
+    assert labels["elbv2.k8s.aws/pod-readiness-gate-inject"] == "enabled"
+
+
+def test_download_job_starts_once_it_may_reach_the_hub(dev_run):
+    job = dev_run.of_type(JOB)[0]
+    assert {"llmserve-dev-qwen-7b-download-netpol", "llmserve-dev-qwen-7b-sa"} <= names(job.dependencies)
 
 
 # Secrets ----------------------------------------------------------------------------------------
