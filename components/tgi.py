@@ -18,6 +18,11 @@ from .planner import MIB, Plan
 # The image listens on PORT=80, which needs CAP_NET_BIND_SERVICE; with every capability dropped
 # the server listens on an unprivileged port instead.
 HTTP_PORT = 8080
+# What clients may reach through the load balancer (router/src/server.rs, reference/tgi.md): the
+# inference routes (API key required), the OpenAI-compatible /v1 routes, /health and /info.
+# /metrics and /docs stay inside the cluster.
+PUBLIC_ROUTES = (("/generate", "Exact"), ("/generate_stream", "Exact"), ("/invocations", "Exact"),
+                 ("/tokenize", "Exact"), ("/v1", "Prefix"), ("/health", "Exact"), ("/info", "Exact"))
 METRICS_PORT = 9000  # PROMETHEUS_PORT default (since v3.3.0)
 CACHE_PATH = "/data"  # HF_HOME of the image; the model cache volume is mounted here
 HUB_CACHE = f"{CACHE_PATH}/hub"

@@ -374,8 +374,8 @@ class TgiService(pulumi.ComponentResource):
         }, spec={
             "ingressClassName": "alb",
             "rules": [{"host": f"{args.model}.{ing.domain}", "http": {"paths": [{
-                "path": "/", "pathType": "Prefix",
+                "path": path, "pathType": kind,
                 "backend": {"service": {"name": service.metadata.name, "port": {"name": "http"}}},
-            }]}}],
+            } for path, kind in tgi.PUBLIC_ROUTES]}}],
         }, opts=pulumi.ResourceOptions(  # the controller's webhooks and class exist first
             parent=self, depends_on=[args.load_balancer_controller] if args.load_balancer_controller else []))

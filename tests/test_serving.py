@@ -204,7 +204,12 @@ def test_ingress_on_the_shared_alb(prod_run):
     assert a["alb.ingress.kubernetes.io/wafv2-acl-arn"] == acl.outputs["arn"]
     [rule] = ing["spec"]["rules"]
     assert rule["host"] == "qwen-14b.llm.example.com"
-    assert rule["http"]["paths"][0]["backend"]["service"] == {"name": "qwen-14b", "port": {"name": "http"}}
+    paths = {p["path"]: p["pathType"] for p in rule["http"]["paths"]}
+    assert paths["/v1"] == "Prefix" and paths["/generate_stream"] == "Exact"
+    assert "/metrics" not in paths and "/docs" not in paths and "/" not in paths  # stay in the cluster
+    assert {p["backend"]["service"]["name"] for p in rule["http"]["paths"]} == {"qwen-14b"}
+    for path in paths:  # only real TGI routes (reference/tgi.md)
+        assert f"`{path}" in REFERENCE, path
     assert prod_run.outputs["endpoints"] == {"qwen-14b": "https://qwen-14b.llm.example.com",
                                              "qwen-72b": "https://qwen-72b.llm.example.com"}
 
