@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from components import mockrun, tgi
+from components import mockrun
 from components.config import validate_settings
 from components.modellock import read
 from components.tgi_service import TgiService, TgiServiceArgs, download_job_name, slot_specs
