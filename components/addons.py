@@ -20,6 +20,7 @@ from typing import Optional
 import pulumi
 
 from . import charts
+from .node_group import GPU_TOLERATION
 from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
 
 GPU_OPERATOR_NAMESPACE = "gpu-operator"
@@ -28,7 +29,6 @@ CA_SERVICE_ACCOUNT = "cluster-autoscaler"
 # The controller's published IAM policy, kubernetes-sigs/aws-load-balancer-controller
 # docs/install/iam_policy.json at tag v3.5.0 (the chart's appVersion), kept verbatim.
 LBC_POLICY = Path(__file__).parent / "policies" / "aws-load-balancer-controller.json"
-GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
 def gpu_operator_values(bottlerocket: bool, time_slicing_replicas: Optional[int],

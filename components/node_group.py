@@ -12,6 +12,8 @@ from pulumi_aws import autoscaling, ec2, eks
 # carries the auto-generated AWS name (with a random suffix), which a config cannot know.
 NODE_GROUP_LABEL = "llmserve/node-group"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}  # reference/eks.md
+# What GPU pods and the GPU operator's daemons tolerate (Kubernetes spells the effect NoSchedule).
+GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}
 # The Cluster Autoscaler's AWS provider knows GPU nodes by this label: until the device plugin
 # advertises the GPUs, it then waits instead of adding more nodes (GPULabel in
 # kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/aws_cloud_provider.go).

@@ -20,12 +20,12 @@ from . import tgi
 from .catalog import CATALOG, GpuInstance
 from .config import IngressConfig, ModelConfig, Plans, Replicas, Slot, StackConfig
 from .modellock import Lock
-from .node_group import GPU_TAINT, NODE_GROUP_LABEL
+from .monitoring import NAMESPACE as MONITORING_NAMESPACE
+from .node_group import GPU_TOLERATION, NODE_GROUP_LABEL
 from .planner import Plan
 from .serving import API_KEY_KEY, API_KEY_SECRET, HF_TOKEN_KEY
 
-MONITORING_NAMESPACE = "monitoring"  # where kube-prometheus-stack runs
-PROMETHEUS_POD = {"app.kubernetes.io/name": "prometheus"}
+PROMETHEUS_POD = {"app.kubernetes.io/name": "prometheus"}  # the operator labels Prometheus' pods so
 SYSTEM_GROUP = "system"
 SLOT_LABEL = "llmserve/slot"
 MODEL_LABEL = "llmserve/model"
@@ -224,7 +224,7 @@ class TgiService(pulumi.ComponentResource):
                 "automountServiceAccountToken": False,
                 "securityContext": _pod_security(),
                 "terminationGracePeriodSeconds": tgi.TERMINATION_GRACE_SECONDS,
-                "tolerations": [{"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}],
+                "tolerations": [GPU_TOLERATION],
                 "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                     "nodeSelectorTerms": [{"matchExpressions": [{
                         "key": NODE_GROUP_LABEL, "operator": "In", "values": [slot.node_group]}]}]}}},
