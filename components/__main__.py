@@ -56,10 +56,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 def _settings(stack: str, config_file: str | None) -> config.StackConfig:
     """The validated settings of a stack file, without running the program."""
     values, _ = mockrun.stack_config(_stack_file(stack, config_file), mockrun.project_name())
-    prefix = f"{config.PROJECT}:"
-    raw = {k[len(prefix):]: config._decode(v) for k, v in values.items()
-           if k.startswith(prefix) and k[len(prefix):] not in config.SECRET_KEYS}
-    return config.validate_settings(raw)
+    return config.settings_of(values)
 
 
 def _lock_path(path: str | None) -> Path:
@@ -163,7 +160,7 @@ def parser() -> argparse.ArgumentParser:
                     help=f"one of {', '.join(CATALOG)} (default: the cheapest that fits)")
     pl.add_argument("--num-shard", type=int, choices=planner.SHARDS,
                     help="GPUs per replica (default: the fewest that fit)")
-    pl.add_argument("--quantize", choices=config.QUANTIZE)
+    pl.add_argument("--quantize", choices=planner.QUANTIZE)
     pl.add_argument("--dtype", choices=("float16", "bfloat16"))
     pl.add_argument("--max-total-tokens", type=int, metavar="N")
     pl.add_argument("--json", action="store_true", help="JSON instead of a table")

@@ -20,8 +20,9 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
                       field_validator, model_validator)
 from pydantic.alias_generators import to_camel
 
-from .catalog import CATALOG
 from . import planner
+from .catalog import CATALOG
+from .planner import BITSANDBYTES, QUANTIZE
 from .modellock import LOCK_FILE, Lock
 
 PROJECT = "llmserve"
@@ -29,9 +30,6 @@ PROJECT = "llmserve"
 # EKS standard support (../shared/reference/eks.md): 1.34 leaves standard support on 2026-12-02,
 # so new clusters start on 1.35 or newer. Extended support costs six times as much per hour.
 KUBERNETES_VERSIONS = ("1.35", "1.36")
-QUANTIZE = ("awq", "compressed-tensors", "eetq", "exl2", "gptq", "marlin",
-            "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "fp8")  # reference/tgi.md
-BITSANDBYTES = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)  # the values CloudWatch Logs accepts
 SECRET_KEYS = ("hfToken", "apiKey")
@@ -557,12 +555,21 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def project_keys() -> dict[str, Any]:
-    """Every `llmserve:*` config value the engine passed in (explicit config and env)."""
-    from pulumi.runtime import config as rc
+def project_keys(values: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The `llmserve:*` values of config in the engine's form (`ns:key` -> string); by default
+    what the engine passed the program (explicit config and env)."""
+    if values is None:
+        from pulumi.runtime import config as rc
 
-    values = {**rc.get_config_env(), **rc.CONFIG.get()}
+        values = {**rc.get_config_env(), **rc.CONFIG.get()}
     return {k.split(":", 1)[1]: v for k, v in values.items() if k.startswith(f"{PROJECT}:")}
+
+
+def settings_of(values: dict[str, Any]) -> StackConfig:
+    """The validated settings of config in the engine's form, without running the program
+    (secrets are not settings). Raises ConfigError."""
+    raw = project_keys(values)
+    return validate_settings({k: _decode(v) for k, v in raw.items() if k not in SECRET_KEYS})
 
 
 def load() -> Stack:

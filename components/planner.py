@@ -29,12 +29,14 @@ from .modellock import LockEntry
 
 GIB = 1024 * MIB
 SHARDS = (1, 2, 4, 8)  # TGI's NUM_SHARD values
+QUANTIZE = ("awq", "compressed-tensors", "eetq", "exl2", "gptq", "marlin",
+            "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "fp8")  # reference/tgi.md
+BITSANDBYTES = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
 PREQUANTIZED = {  # QUANTIZE -> checkpoint quantization methods it loads (reference/tgi.md)
     "awq": {"awq"}, "gptq": {"gptq"}, "marlin": {"marlin", "gptq"}, "exl2": {"exl2"},
     "compressed-tensors": {"compressed-tensors"},
 }
 ON_THE_FLY_BITS = {"eetq": 8, "fp8": 8, "bitsandbytes": 8, "bitsandbytes-nf4": 4, "bitsandbytes-fp4": 4}
-BITSANDBYTES = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
 DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4}
 
 CUDA_MEMORY_FRACTION = 1.0  # TGI default (utils/dist.py)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable
 
 from .catalog import GpuInstance
 from .config import Slot
@@ -150,7 +150,3 @@ def download_script() -> str:
         "print('model in cache at', path)\n"
     )
 
-
-def revision_for(slot: Slot, locked: Optional[str]) -> str:
-    """The commit the lock pinned, else what the config says."""
-    return locked or slot.revision

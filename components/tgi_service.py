@@ -46,7 +46,8 @@ def slot_specs(model: ModelConfig, settings: StackConfig, plans: Plans, lock: Lo
     for s in model.resolved_slots():
         entry = lock.find(s.id, s.revision)
         specs.append(SlotSpec(slot=s, plan=plans[model.name][s.slot],
-                              revision=tgi.revision_for(s, entry.revision), gated=entry.gated,
+                              # the commit the lock pinned, else what the config says
+                              revision=entry.revision or s.revision, gated=entry.gated,
                               instances=[CATALOG[t] for t in groups[s.node_group].instance_types]))
     return specs
 

@@ -161,7 +161,6 @@ def test_dashboard_shows_what_on_call_needs(dev_run):
                       "GPU memory used"}
     exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
     assert "DCGM_FI_DEV_GPU_UTIL" in exprs and "DCGM_FI_DEV_FB_USED" in exprs
-    assert board == alerts.dashboard("llm")
 
 
 def test_thresholds_come_from_config():
