@@ -33,7 +33,7 @@ LBC_POLICY = Path(__file__).parent / "policies" / "aws-load-balancer-controller.
 
 def gpu_operator_values(bottlerocket: bool, time_slicing_replicas: Optional[int],
                         prometheus_selector: dict[str, str]) -> dict:
-    """reference/eks.md: the NVIDIA AMIs ship the driver and the container toolkit; Bottlerocket
+    """docs/eks.md: the NVIDIA AMIs ship the driver and the container toolkit; Bottlerocket
     also its device plugin and MIG manager. DCGM's ServiceMonitor carries the label Prometheus
     selects."""
     device_plugin: dict = {"enabled": not bottlerocket}

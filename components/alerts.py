@@ -1,6 +1,6 @@
 """Alerts and the Grafana dashboard for TGI and the GPUs. Pure functions, no Pulumi.
 
-Metric names: TGI's as exported, without `_seconds` or `_total` suffixes (reference/tgi.md);
+Metric names: TGI's as exported, without `_seconds` or `_total` suffixes (docs/tgi.md);
 DCGM exporter's DCGM_FI_DEV_GPU_UTIL (percent), DCGM_FI_DEV_FB_USED / _FB_FREE (MiB),
 DCGM_FI_DEV_XID_ERRORS (the last XID error code); kube-state-metrics'
 kube_deployment_status_replicas_available and kube_deployment_spec_replicas. The PodMonitor of

@@ -1,6 +1,6 @@
 """GPU instance catalog: the facts the config and the planner need about each instance type.
 
-Instance types, GPU counts and models, and prices: ../shared/reference/eks.md ("GPU instances",
+Instance types, GPU counts and models, and prices: docs/eks.md ("GPU instances",
 us-east-1 on-demand Linux, Karpenter pricing data of 2026-07-20). g4dn.12xlarge (4 x T4,
 $3.912/h) is not in that table: its price is AWS's us-east-1 on-demand Linux list price, as
 quoted alike by several public pricing tables found with the search tool (2026-11); re-check
@@ -15,7 +15,7 @@ outputs found with the search tool). Compute capability: NVIDIA's table
 on compute capability 8.0 and newer, and paged attention (no chunking) below (launcher
 `resolve_attention`, v3.3.7). FP8 (`QUANTIZE=fp8`) is counted only on Hopper (H100, H200): TGI
 documents fp8 for H100 and newer; Ada (L4, L40S) supports FP8 in hardware but is treated as
-unverified (reference/eks.md).
+unverified (docs/eks.md).
 
 vCPUs and memory (GiB) per instance: AWS's accelerated computing instance specifications
 (aws.amazon.com/ec2/instance-types, G4dn/G5/G6/G6e/P4/P5 pages); they size the TGI pods.

@@ -1,7 +1,8 @@
 """The Helm charts the platform installs, pinned, and how a release of one is made.
 
-Versions and repositories: ../shared/charts/README.md (the charts' published values.yaml and
-CRDs are there; tests check every value we set against them).
+Each pin has a copy of that release's published Chart.yaml and values.yaml (and the CRDs it
+installs) in tests/data, with its PROVENANCE: tests check every value we set against them, and
+fail when a pin here and its copy differ (docs/charts.md: how to refresh one).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from .iam import MANAGED, after, trust_policy
 from .node_group import NodeGroup, NodeGroupArgs
 from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
 
-# Control-plane log types worth their cost (reference/eks.md, "Security defaults").
+# Control-plane log types worth their cost (docs/eks.md, "Security defaults").
 LOG_TYPES = ["api", "audit", "authenticator"]
 CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 # EBS CSI driver add-on: service account and managed policy (docs.aws.amazon.com/eks/latest/
@@ -29,7 +29,8 @@ BLOCK_STORAGE_CLASS = "gp3"
 
 def kubeconfig(cluster_name: pulumi.Input[str], endpoint: pulumi.Input[str],
                ca_data: pulumi.Input[str], region: str) -> pulumi.Output[str]:
-    """A kubeconfig whose user runs `aws eks get-token` (reference/pulumi.md): no long-lived
+    """A kubeconfig whose user runs `aws eks get-token` (the exec credential of
+    https://docs.aws.amazon.com/eks/latest/userguide/create-kubeconfig.html): no long-lived
     credential in it, and it works for whoever holds an IAM identity with an access entry."""
     return pulumi.Output.json_dumps({
         "apiVersion": "v1",

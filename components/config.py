@@ -27,13 +27,13 @@ from .modellock import LOCK_FILE, Lock
 
 PROJECT = "llmserve"
 
-# EKS standard support (../shared/reference/eks.md): 1.34 leaves standard support on 2026-12-02,
+# EKS standard support (docs/eks.md): 1.34 leaves standard support on 2026-12-02,
 # so new clusters start on 1.35 or newer. Extended support costs six times as much per hour.
 KUBERNETES_VERSIONS = ("1.35", "1.36")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)  # the values CloudWatch Logs accepts
 SECRET_KEYS = ("hfToken", "apiKey")
-# TGI's newest release (reference/tgi.md: git tags go to v3.3.7; the image is published under
+# TGI's newest release (docs/tgi.md: git tags go to v3.3.7; the image is published under
 # the same tag on ghcr.io).
 DEFAULT_TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.7"
 SLOTS = ("blue", "green")
@@ -98,7 +98,7 @@ def _role_arn(value: str) -> str:
 
 
 def _image(value: str) -> str:
-    """A container image pinned to a tag or digest, never `latest` (reference/tgi.md)."""
+    """A container image pinned to a tag or digest, never `latest` (docs/tgi.md)."""
     name, _, tag = value.rpartition(":") if "@" not in value else (value, "", "digest")
     if not name or "/" in tag or tag in ("", "latest"):
         raise ValueError(f"{value!r} is not pinned: give a release tag or a digest, e.g. "
@@ -225,7 +225,7 @@ class GpuNodeGroupConfig(ScalingBounds):
     name: str
     instance_types: list[GpuInstanceType] = Field(min_length=1)
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
-    # The TGI image is several GB compressed: 100 GiB or more of root volume (reference/eks.md).
+    # The TGI image is several GB compressed: 100 GiB or more of root volume (docs/eks.md).
     disk_size_gi_b: int = Field(200, ge=100, le=16384)
     # x86 only: every GPU instance of the catalog is x86; AL2_x86_64_GPU is end of life.
     ami_type: Literal["AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA"] = "AL2023_x86_64_NVIDIA"
@@ -332,7 +332,7 @@ class ModelConfig(ModelSettings):
             raise ValueError("active: required with two slots (blue or green)")
         for slot in self.resolved_slots():
             where = f"slots.{slot.slot}." if self.slots else ""
-            # reference/tgi.md: "Only 1 can be set between dtype and quantize" (bitsandbytes excepted).
+            # docs/tgi.md: "Only 1 can be set between dtype and quantize" (bitsandbytes excepted).
             if slot.dtype and slot.quantize and slot.quantize not in BITSANDBYTES:
                 raise ValueError(f"{where}dtype: cannot be set together with quantize "
                                  f"{slot.quantize!r} (TGI allows dtype only with the bitsandbytes modes)")
@@ -368,7 +368,7 @@ class IngressConfig(Settings):
     certificate_arn: str
     scheme: Literal["internal", "internet-facing"] = "internal"
     allowed_cidrs: list[Cidr] = Field(min_length=1)
-    # Streamed generations outlive the ALB's 60 s default idle timeout (reference/eks.md).
+    # Streamed generations outlive the ALB's 60 s default idle timeout (docs/eks.md).
     idle_timeout_seconds: int = Field(600, ge=60, le=4000)
     # AWS WAFv2 rate-based rule: requests per client IP per 5 minutes; none: no WAF.
     rate_limit_per_5min: Optional[int] = Field(None, ge=10, le=2_000_000_000)
@@ -437,7 +437,7 @@ class StackConfig(Settings):
     @model_validator(mode="after")
     def _references(self) -> "StackConfig":
         errors = _duplicates("gpuNodeGroups", [g.name for g in self.gpu_node_groups])
-        # The GPU operator is configured for the whole cluster (reference/eks.md: device plugin off
+        # The GPU operator is configured for the whole cluster (docs/eks.md: device plugin off
         # on Bottlerocket, which ships its own).
         for i, g in enumerate(self.gpu_node_groups):
             if g.ami_type.split("_")[0] != self.gpu_node_groups[0].ami_type.split("_")[0]:

@@ -15,7 +15,7 @@ from .iam import MANAGED
 from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
 
 STORAGE_CLASS = "efs-model-cache"
-# reference/eks.md, "EFS as the shared model cache"
+# docs/eks.md, "EFS as the shared model cache"
 CSI_SERVICE_ACCOUNT = "efs-csi-controller-sa"
 CSI_POLICY = f"{MANAGED}/service-role/AmazonEFSCSIDriverPolicy"
 

@@ -48,7 +48,7 @@ def prometheus_stack_values(cfg: MonitoringConfig, storage_class: pulumi.Input[s
 
 
 def prometheus_adapter_values() -> dict:
-    """TGI's queue size per pod as a custom metric for the HPA (reference/eks.md)."""
+    """TGI's queue size per pod as a custom metric for the HPA (docs/eks.md)."""
     return {
         "prometheus": {"url": PROMETHEUS_URL, "port": 9090},
         "rules": {"default": False, "custom": [{

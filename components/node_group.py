@@ -11,7 +11,7 @@ from pulumi_aws import autoscaling, ec2, eks
 # The label our workloads select node groups by. EKS's own `eks.amazonaws.com/nodegroup` label
 # carries the auto-generated AWS name (with a random suffix), which a config cannot know.
 NODE_GROUP_LABEL = "llmserve/node-group"
-GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}  # reference/eks.md
+GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}  # docs/eks.md
 # What GPU pods and the GPU operator's daemons tolerate (Kubernetes spells the effect NoSchedule).
 GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}
 # The Cluster Autoscaler's AWS provider knows GPU nodes by this label: until the device plugin
@@ -55,7 +55,7 @@ class NodeGroup(pulumi.ComponentResource):
         template = ec2.LaunchTemplate(
             f"{name}-lt",
             # IMDSv2 only, hop limit 1: pods cannot reach the node's role through the metadata
-            # service; they get AWS access from EKS Pod Identity instead (reference/eks.md).
+            # service; they get AWS access from EKS Pod Identity instead (docs/eks.md).
             metadata_options=ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
             block_device_mappings=[ec2.LaunchTemplateBlockDeviceMappingArgs(

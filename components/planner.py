@@ -30,9 +30,9 @@ from .modellock import LockEntry
 GIB = 1024 * MIB
 SHARDS = (1, 2, 4, 8)  # TGI's NUM_SHARD values
 QUANTIZE = ("awq", "compressed-tensors", "eetq", "exl2", "gptq", "marlin",
-            "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "fp8")  # reference/tgi.md
+            "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "fp8")  # docs/tgi.md
 BITSANDBYTES = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
-PREQUANTIZED = {  # QUANTIZE -> checkpoint quantization methods it loads (reference/tgi.md)
+PREQUANTIZED = {  # QUANTIZE -> checkpoint quantization methods it loads (docs/tgi.md)
     "awq": {"awq"}, "gptq": {"gptq"}, "marlin": {"marlin", "gptq"}, "exl2": {"exl2"},
     "compressed-tensors": {"compressed-tensors"},
 }
@@ -54,7 +54,7 @@ ACTIVATION_VECTORS_PER_TOKEN = 20
 DEFAULT_MAX_BATCH_PREFILL_TOKENS = 4096
 
 # Cold start of a replica whose weights are in the cache: process start (imports, NCCL), read of
-# the weights from EFS at the per-client rate (reference/eks.md: elastic with the CSI driver's
+# the weights from EFS at the per-client rate (docs/eks.md: elastic with the CSI driver's
 # efs-proxy 1,500 MiB/s; provisioned 500 MiB/s or less if provisioned lower; bursting on a small
 # file system ~100 MiB/s), then warmup. Published logs show a 7B shard ready ~10 s after start
 # from local disk and warmups of 3-11 s (huggingface/text-generation-inference issues #676,
@@ -157,7 +157,7 @@ def cold_start_seconds(stored_bytes: int, req: Request) -> int:
 
 def rule_violation(entry: LockEntry, instance: GpuInstance, num_shard: int,
                    quantize: Optional[str], req: Request) -> Optional[str]:
-    """TGI's hard rules (reference/tgi.md), checked before memory."""
+    """TGI's hard rules (docs/tgi.md), checked before memory."""
     heads = entry.config.num_attention_heads
     if num_shard not in SHARDS:
         return f"num_shard {num_shard} is not one of {', '.join(map(str, SHARDS))}"

@@ -17,7 +17,7 @@ import pulumi_random as random
 from pulumi_aws import wafv2
 
 API_KEY_SECRET = "tgi-api-key"
-API_KEY_KEY = "API_KEY"  # TGI's variable (reference/tgi.md)
+API_KEY_KEY = "API_KEY"  # TGI's variable (docs/tgi.md)
 HF_TOKEN_SECRET = "hf-token"
 HF_TOKEN_KEY = "HF_TOKEN"
 # Kubernetes Secrets built from Pulumi secrets say so (the policy pack checks it).
@@ -42,7 +42,7 @@ class Serving(pulumi.ComponentResource):
     def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:serving:Serving", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        # The TGI image runs as root (reference/tgi.md), which `restricted` refuses: enforce
+        # The TGI image runs as root (docs/tgi.md), which `restricted` refuses: enforce
         # `baseline` (no privileged pods, no host namespaces) and warn about the rest.
         ns = k8s.core.v1.Namespace(f"{name}-ns", metadata={
             "name": args.namespace,

@@ -1,7 +1,7 @@
 """Text Generation Inference: the container's facts and the workload decisions derived from a
 plan (environment, probes, resources, timeouts). Pure functions, no Pulumi.
 
-Facts: ../shared/reference/tgi.md and huggingface/text-generation-inference v3.3.7
+Facts: docs/tgi.md and huggingface/text-generation-inference v3.3.7
 (launcher/src/main.rs defaults: PORT, PROMETHEUS_PORT 9000, GRACEFUL_TERMINATION_TIMEOUT 90).
 """
 
@@ -18,7 +18,7 @@ from .planner import MIB, Plan
 # The image listens on PORT=80, which needs CAP_NET_BIND_SERVICE; with every capability dropped
 # the server listens on an unprivileged port instead.
 HTTP_PORT = 8080
-# What clients may reach through the load balancer (router/src/server.rs, reference/tgi.md): the
+# What clients may reach through the load balancer (router/src/server.rs, docs/tgi.md): the
 # inference routes (API key required), the OpenAI-compatible /v1 routes, /health and /info.
 # /metrics and /docs stay inside the cluster.
 PUBLIC_ROUTES = (("/generate", "Exact"), ("/generate_stream", "Exact"), ("/invocations", "Exact"),
@@ -42,7 +42,7 @@ HUB_DOWNLOAD_MIBPS = 100  # a conservative rate from the Hub into EFS
 
 
 def launcher_env(slot: Slot, plan: Plan, revision: str) -> dict[str, str]:
-    """The launcher settings of one slot (reference/tgi.md), from the plan. MAX_BATCH_TOTAL_TOKENS
+    """The launcher settings of one slot (docs/tgi.md), from the plan. MAX_BATCH_TOTAL_TOKENS
     is left to TGI: flash models size it from the memory left after warmup."""
     env = {
         "MODEL_ID": slot.id,
@@ -71,7 +71,7 @@ def startup_seconds(plan: Plan) -> int:
 
 def probes(plan: Plan) -> dict[str, dict]:
     """While TGI loads and warms up nothing listens (connection refused), then /health answers
-    200, or 503 when a shard is unhealthy (reference/tgi.md). Liveness gives a busy server five
+    200, or 503 when a shard is unhealthy (docs/tgi.md). Liveness gives a busy server five
     minutes: /health can fail while the queue is full."""
     health = {"httpGet": {"path": "/health", "port": "http"}}
     return {

@@ -254,7 +254,7 @@ class TgiService(pulumi.ComponentResource):
                 })],
                 "volumes": [
                     {"name": "cache", "persistentVolumeClaim": {"claimName": cache.metadata.name}},
-                    # NCCL between shards needs shared memory (reference/tgi.md).
+                    # NCCL between shards needs shared memory (docs/tgi.md).
                     {"name": "shm", "emptyDir": {"medium": "Memory",
                                                  "sizeLimit": f"{tgi.shm_size_gib(plan.num_shard)}Gi"}},
                 ],
@@ -271,7 +271,7 @@ class TgiService(pulumi.ComponentResource):
                 "scaleTargetRef": target,
                 "minReplicas": args.replicas.min,
                 "maxReplicas": args.replicas.max,
-                # TGI's queue per pod, served to the HPA by the metrics adapter (reference/eks.md).
+                # TGI's queue per pod, served to the HPA by the metrics adapter (docs/eks.md).
                 "metrics": [{"type": "Pods", "pods": {
                     "metric": {"name": "tgi_queue_size"},
                     "target": {"type": "AverageValue",

@@ -1,4 +1,5 @@
-"""Checks against the charts' published values.yaml and CRD schemas in ../shared/charts."""
+"""Checks against the charts' published values.yaml and CRD schemas, copied into tests/data
+(each folder's PROVENANCE names the upstream repository, tag, commit and path)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from typing import Any, Iterator
 import jsonschema
 import yaml
 
-CHARTS = Path(__file__).resolve().parent.parent.parent / "shared" / "charts"
+DATA = Path(__file__).resolve().parent / "data"
+CHARTS = DATA / "charts"
+CRDS = DATA / "crds"
 
 # Maps a chart documents as free-form ("additional arguments"), whose keys are the user's.
 FREE_FORM = {
     ("cluster-autoscaler", "extraArgs"),  # "Additional container arguments" (chart README)
 }
+
+
+def provenance(chart: str) -> dict:
+    return yaml.safe_load((CHARTS / chart / "PROVENANCE").read_text())
 
 
 def chart_values(chart: str) -> dict:
@@ -41,12 +48,12 @@ def _unknown(chart: str, defaults: Any, values: Any, path: str) -> Iterator[str]
 
 
 def _crd_schema(kind: str) -> dict:
-    for path in (CHARTS / "crds").glob("*.yaml"):
+    for path in CRDS.glob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
             if doc and doc.get("kind") == "CustomResourceDefinition" and doc["spec"]["names"]["kind"] == kind:
                 [version] = [v for v in doc["spec"]["versions"] if v.get("storage")]
                 return version["schema"]["openAPIV3Schema"]
-    raise LookupError(f"no CRD for {kind} in {CHARTS / 'crds'}")
+    raise LookupError(f"no CRD for {kind} in {CRDS}")
 
 
 def _strict(schema: Any) -> Any:

@@ -18,6 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
 
 
+# TGI's settings, routes and metrics at the pinned tag, as data the tests own (sources inside).
+TGI = yaml.safe_load((ROOT / "tests" / "data" / "tgi.yaml").read_text())
+
+
 def stack_settings(stack: str) -> dict:
     """The project's settings of a stack file, keys without the namespace."""
     doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]

@@ -9,14 +9,14 @@ import jsonschema
 import pytest
 import yaml
 
-from components import mockrun
+from components import charts as charts_module, mockrun
 from components.monitoring import prometheus_adapter_values
 
-from .charts import CHARTS, unknown_keys, validate_custom_resource
+from .charts import CHARTS, CRDS, provenance, unknown_keys, validate_custom_resource
 from .conftest import ROOT, STACKS, names, run_settings
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
-RELEASES = {  # release name: (chart, namespace); versions and repositories from ../shared/charts/README.md
+RELEASES = {  # release name: (chart, version, repository, namespace), as published (tests/data/charts)
     "kube-prometheus-stack": ("kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts", "monitoring"),
     "prometheus-adapter": ("prometheus-adapter", "5.3.0", "https://prometheus-community.github.io/helm-charts", "monitoring"),
     "gpu-operator": ("gpu-operator", "v26.7.0", "https://helm.ngc.nvidia.com/nvidia", "gpu-operator"),
@@ -36,12 +36,31 @@ def _release(run, name):
 def test_every_release_is_a_pinned_published_chart(prod_run):
     found = releases(prod_run)
     assert set(found) == set(RELEASES)
-    readme = (CHARTS / "README.md").read_text()
     for name, (chart, version, repo, namespace) in RELEASES.items():
         r = found[name]
         assert (r["chart"], r["version"], r["repositoryOpts"]["repo"], r["namespace"]) == \
             (chart, version, repo, namespace)
-        assert version.lstrip("v") in readme and repo in readme
+        fixture = provenance(chart)  # the values.yaml the tests check against is that release's
+        assert (fixture["version"], fixture["helmRepository"]) == (version, repo), chart
+
+
+def test_every_pinned_chart_has_its_fixture_at_the_same_version():
+    """Bumping a chart in components/charts.py fails here until its fixture is refreshed
+    (docs/charts.md says how)."""
+    pinned = [c for c in vars(charts_module).values() if isinstance(c, charts_module.Chart)]
+    assert {c.name for c in pinned} == {p.name for p in CHARTS.iterdir()}
+    for chart in pinned:
+        fixture = provenance(chart.name)
+        assert fixture["version"] == chart.version, f"tests/data/charts/{chart.name} is {fixture['version']}"
+        assert (fixture["chart"], fixture["helmRepository"]) == (chart.name, chart.repository)
+        in_git = yaml.safe_load((CHARTS / chart.name / "Chart.yaml").read_text())["version"]
+        # A few projects keep a placeholder in git and set the version at publish time; the
+        # PROVENANCE note says so. Otherwise the copied Chart.yaml is the pinned release's.
+        assert in_git == chart.version or ("devel" in in_git and "note" in fixture), chart.name
+    for crds in yaml.safe_load((CRDS / "PROVENANCE").read_text()):
+        installer = next(c for c in pinned if c.name == crds["installedBy"])
+        assert crds["version"] == installer.version, crds["files"]
+        assert all((CRDS / f).is_file() for f in crds["files"])
 
 
 @pytest.mark.parametrize("stack", STACKS)

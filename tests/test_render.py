@@ -29,7 +29,7 @@ def test_every_kubernetes_object_passes_strict_validation(rendered, stack):
         manifest = yaml.safe_load(path.read_text())
         try:
             if manifest["apiVersion"].startswith("monitoring.coreos.com/"):
-                validate_custom_resource(manifest)  # against its CRD in ../shared/charts/crds
+                validate_custom_resource(manifest)  # against its CRD in tests/data/crds
             else:
                 kubernetes_validate.validate(manifest, version, strict=True)
         except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as exc:
