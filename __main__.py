@@ -5,25 +5,29 @@ from pathlib import Path
 import pulumi
 
 from components import config
-from components.addons import Addons, AddonsArgs
-from components.catalog import CATALOG
-from components.cluster import Cluster, ClusterArgs
-from components.model_cache import ModelCache, ModelCacheArgs
-from components.modellock import LOCK_FILE
-from components.monitoring import SELECTED, Monitoring, MonitoringArgs
-from components.network import Network, NetworkArgs
-from components.node_group import NodeGroup, NodeGroupArgs
-from components.serving import Serving, ServingArgs
-from components.tgi_service import TgiService, TgiServiceArgs, slot_specs
+from components.engines.vocabulary import VOCABULARY
+from components.infra.addons import Addons, AddonsArgs
+from components.infra.cluster import Cluster, ClusterArgs
+from components.infra.model_cache import ModelCache, ModelCacheArgs
+from components.infra.monitoring import SELECTED, Monitoring, MonitoringArgs
+from components.infra.network import Network, NetworkArgs
+from components.infra.node_group import NodeGroup, NodeGroupArgs
+from components.planning.catalog import CATALOG
+from components.planning.lock import LOCK_FILE
+from components.planning.plans import load_plans, read_lock
+from components.serving import alerts, dashboards
+from components.serving.model_service import ModelService, ModelServiceArgs
+from components.serving.shared import Serving, ServingArgs
+from components.serving.slots import slot_specs
 
 # Both raise ConfigError, naming every invalid setting or model that cannot work, before any
 # resource is registered. The plans come from the committed lock only: no network here.
-stack = config.load()
-lock = config.read_lock(Path(__file__).parent / LOCK_FILE)
-plans = config.load_plans(stack, lock)
+stack = config.load(VOCABULARY)
+lock = read_lock(Path(__file__).parent / LOCK_FILE)
+plans = load_plans(stack, lock)
 cfg = stack.settings
 name = stack.cluster_name
-NAMESPACE = "llm"  # one namespace for every model (components/serving.py)
+NAMESPACE = "llm"  # one namespace for every model (components/serving/shared.py)
 tags = {"llmserve/cluster": name}
 
 network = Network(name, NetworkArgs(cluster_name=name, region=stack.region, vpc=cfg.cluster.vpc))
@@ -74,8 +78,10 @@ cache = ModelCache(f"{name}-cache", ModelCacheArgs(
 ), opts=k8s)
 
 monitoring = Monitoring(f"{name}-monitoring", MonitoringArgs(
-    config=cfg.monitoring, serving_namespace=NAMESPACE,
-    storage_class=cluster.block_storage_class, nodes=[cluster.system_nodes],
+    config=cfg.monitoring, storage_class=cluster.block_storage_class,
+    rule_groups=alerts.rule_groups(cfg.monitoring.alerts, NAMESPACE, cfg.monitoring.runbook_url),
+    dashboards={dashboards.DASHBOARD_FILE: dashboards.dashboard(NAMESPACE)},
+    nodes=[cluster.system_nodes],
 ), opts=k8s)
 addons = Addons(f"{name}-addons", AddonsArgs(
     cluster_name=name, ready_cluster_name=cluster.ready_name, region=stack.region,
@@ -97,7 +103,7 @@ serving = Serving(f"{name}-serving", ServingArgs(
 lb_cidrs = [] if ingress is None else (
     network.private_cidrs if ingress.scheme == "internal" else network.public_cidrs)
 for model in cfg.models:
-    TgiService(f"{name}-{model.name}", TgiServiceArgs(
+    ModelService(f"{name}-{model.name}", ModelServiceArgs(
         model=model.name,
         namespace=serving.namespace,
         slots=slot_specs(model, cfg, plans, lock),

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components import mockrun
+from components import config
 from components.config import PROJECT
+from components.engines.vocabulary import VOCABULARY
+from components.offline import mockrun
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
@@ -20,6 +22,11 @@ STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.
 
 # TGI's settings, routes and metrics at the pinned tag, as data the tests own (sources inside).
 TGI = yaml.safe_load((ROOT / "tests" / "data" / "tgi.yaml").read_text())
+
+
+def validate_settings(raw: dict) -> config.StackConfig:
+    """The stack contract's validation with the vocabulary the program uses."""
+    return config.validate_settings(raw, VOCABULARY)
 
 
 def stack_settings(stack: str) -> dict:

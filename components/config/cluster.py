@@ -1,0 +1,95 @@
+"""`cluster`: the EKS control plane, its access and logs, and the VPC (new or existing)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any, Optional
+
+from pydantic import Field, field_validator, model_validator
+
+from .fields import Cidr, RoleArn, Settings, SubnetId, dns_label
+
+# EKS standard support (docs/eks.md): 1.34 leaves standard support on 2026-12-02,
+# so new clusters start on 1.35 or newer. Extended support costs six times as much per hour.
+KUBERNETES_VERSIONS = ("1.35", "1.36")
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)  # the values CloudWatch Logs accepts
+
+
+class VpcConfig(Settings):
+    """Either a new VPC (`cidr`, `azCount`) or an existing one (`id`, subnet ids)."""
+
+    cidr: Optional[str] = None
+    az_count: int = Field(2, ge=2, le=6)
+    single_nat_gateway: bool = False
+    id: Optional[str] = None
+    private_subnet_ids: list[SubnetId] = []
+    public_subnet_ids: list[SubnetId] = []
+
+    @field_validator("cidr")
+    @classmethod
+    def _vpc_cidr(cls, v: Optional[str]) -> Optional[str]:
+        if v is None:
+            return v
+        try:
+            net = ipaddress.IPv4Network(v)
+        except ValueError:
+            raise ValueError(f"{v!r} is not an IPv4 network in CIDR form, e.g. 10.0.0.0/16") from None
+        if not 16 <= net.prefixlen <= 20:
+            raise ValueError(f"{v!r}: the prefix must be /16 to /20 (room for one private and "
+                             "one public subnet per AZ, pods take VPC addresses)")
+        return v
+
+    @model_validator(mode="after")
+    def _new_or_existing(self) -> "VpcConfig":
+        existing = self.id is not None
+        if existing and self.cidr is not None:
+            raise ValueError("set either cidr (a new VPC) or id (an existing VPC), not both")
+        if not existing:
+            if self.cidr is None:
+                raise ValueError("set cidr for a new VPC, or id with privateSubnetIds for an "
+                                 "existing one")
+            if self.private_subnet_ids or self.public_subnet_ids:
+                raise ValueError("privateSubnetIds and publicSubnetIds belong to an existing "
+                                 "VPC: set id too, or remove them")
+        elif len(set(self.private_subnet_ids)) < 2:
+            raise ValueError("privateSubnetIds: an existing VPC needs private subnets in at "
+                             "least 2 AZs")
+        if existing and not re.match(r"^vpc-[0-9a-f]{8,17}$", self.id):
+            raise ValueError(f"id: {self.id!r} is not a VPC id (vpc-0123abcd...)")
+        return self
+
+
+class ClusterConfig(Settings):
+    name: Optional[str] = None
+    kubernetes_version: str = "1.35"
+    public_access_cidrs: list[Cidr] = []
+    admin_role_arns: list[RoleArn] = []
+    log_retention_days: int = 90
+    deletion_protection: bool = False
+    vpc: VpcConfig
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: Optional[str]) -> Optional[str]:
+        return v if v is None else dns_label(v, 40)
+
+    @field_validator("kubernetes_version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        if isinstance(v, float):
+            raise ValueError(f"write the version as a string in quotes ('{v}'): YAML reads "
+                             "1.30 as the number 1.3")
+        if v not in KUBERNETES_VERSIONS:
+            raise ValueError(f"{v!r} is not one of {', '.join(KUBERNETES_VERSIONS)} (EKS "
+                             "standard support; 1.34 leaves it on 2026-12-02)")
+        return v
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        if v not in LOG_RETENTION_DAYS:
+            raise ValueError(f"{v} is not one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
+                             "(the values CloudWatch Logs accepts)")
+        return v

@@ -1,0 +1,102 @@
+"""Building blocks shared by the sections' schemas: the base model, name and ARN checks, and the
+names the contract takes from the layers above (`Vocabulary`)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic.alias_generators import to_camel
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Values the contract accepts but other layers own: the GPU instance types of the planner's
+    catalog and the engine's quantize modes, dtype rule and default image. The callers of
+    `validate_settings` and `load` pass `components.engines.vocabulary.VOCABULARY`."""
+
+    gpu_instance_types: tuple[str, ...]
+    quantize: tuple[str, ...]
+    quantize_with_dtype: tuple[str, ...]  # the quantize modes that also take a dtype
+    default_image: str
+
+
+def vocabulary(info: ValidationInfo) -> Vocabulary:
+    if not isinstance(info.context, Vocabulary):
+        raise TypeError("validate the settings with a Vocabulary as context (validate_settings)")
+    return info.context
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, frozen=True,
+                              populate_by_name=False)
+
+
+def dns_label(value: str, max_len: int) -> str:
+    if len(value) > max_len or not DNS_LABEL.match(value):
+        raise ValueError(f"{value!r} is not a DNS-1123 label of at most {max_len} characters "
+                         "(lowercase letters, digits and '-', starting and ending with a letter "
+                         "or digit)")
+    return value
+
+
+def _cidr(value: str) -> str:
+    try:
+        net = ipaddress.ip_network(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a CIDR block, e.g. 203.0.113.0/24") from None
+    if net.prefixlen == 0:
+        raise ValueError(f"{value!r} opens the Kubernetes API to the whole internet; list your "
+                         "own networks, or none for a private-only endpoint")
+    return value
+
+
+def _subnet_id(value: str) -> str:
+    if not re.match(r"^subnet-[0-9a-f]{8,17}$", value):
+        raise ValueError(f"{value!r} is not a subnet id (subnet-0123abcd...)")
+    return value
+
+
+def _gpu_instance_type(value: str, info: ValidationInfo) -> str:
+    allowed = vocabulary(info).gpu_instance_types
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not a GPU instance type of the catalog; allowed: "
+                         f"{', '.join(allowed)}")
+    return value
+
+
+def _system_instance_type(value: str, info: ValidationInfo) -> str:
+    if not INSTANCE_TYPE.match(value):
+        raise ValueError(f"{value!r} is not an EC2 instance type, e.g. m7i.large")
+    if value in vocabulary(info).gpu_instance_types:
+        raise ValueError(f"{value!r} is a GPU instance: system nodes run controllers only")
+    return value
+
+
+def _role_arn(value: str) -> str:
+    if not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$", value):
+        raise ValueError(f"{value!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/...)")
+    return value
+
+
+def _image(value: str, info: ValidationInfo) -> str:
+    """A container image pinned to a tag or digest, never `latest` (docs/tgi.md)."""
+    name, _, tag = value.rpartition(":") if "@" not in value else (value, "", "digest")
+    if not name or "/" in tag or tag in ("", "latest"):
+        raise ValueError(f"{value!r} is not pinned: give a release tag or a digest, e.g. "
+                         f"{vocabulary(info).default_image}")
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+Image = Annotated[str, AfterValidator(_image)]
+SubnetId = Annotated[str, AfterValidator(_subnet_id)]
+GpuInstanceType = Annotated[str, AfterValidator(_gpu_instance_type)]
+SystemInstanceType = Annotated[str, AfterValidator(_system_instance_type)]
+RoleArn = Annotated[str, AfterValidator(_role_arn)]

@@ -1,0 +1,38 @@
+"""`ingress`: the shared ALB in front of the models."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, Optional
+
+from pydantic import Field, field_validator
+
+from .fields import Cidr, Settings
+
+
+class IngressConfig(Settings):
+    """One ALB (AWS Load Balancer Controller) for every model, host `<model>.<domain>`."""
+
+    domain: str
+    certificate_arn: str
+    scheme: Literal["internal", "internet-facing"] = "internal"
+    allowed_cidrs: list[Cidr] = Field(min_length=1)
+    # Streamed generations outlive the ALB's 60 s default idle timeout (docs/eks.md).
+    idle_timeout_seconds: int = Field(600, ge=60, le=4000)
+    # AWS WAFv2 rate-based rule: requests per client IP per 5 minutes; none: no WAF.
+    rate_limit_per_5min: Optional[int] = Field(None, ge=10, le=2_000_000_000)
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        if not re.fullmatch(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}", v):
+            raise ValueError(f"{v!r} is not a DNS domain, e.g. llm.example.com")
+        return v
+
+    @field_validator("certificate_arn")
+    @classmethod
+    def _certificate(cls, v: str) -> str:
+        if not re.fullmatch(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+", v):
+            raise ValueError(f"{v!r} is not an ACM certificate ARN "
+                             "(arn:aws:acm:REGION:ACCOUNT:certificate/ID)")
+        return v

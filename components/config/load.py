@@ -1,0 +1,76 @@
+"""Reading the stack's config: the `llmserve:*` keys as the Pulumi engine hands them to the program
+(strings, structured values as JSON), validated once; the secrets read as Pulumi secrets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import pulumi
+from pydantic import ValidationError
+
+from .errors import ConfigError, error_lines
+from .fields import Vocabulary
+from .stack import Stack, StackConfig
+
+PROJECT = "llmserve"
+SECRET_KEYS = ("hfToken", "apiKey")
+
+
+def validate_settings(raw: dict[str, Any], vocabulary: Vocabulary) -> StackConfig:
+    """Validates the project's config keys (already JSON-decoded). Raises ConfigError."""
+    try:
+        return StackConfig.model_validate(raw, context=vocabulary)
+    except ValidationError as exc:
+        raise ConfigError(error_lines(exc, StackConfig)) from None
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def project_keys(values: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+    """The `llmserve:*` values of config in the engine's form (`ns:key` -> string); by default
+    what the engine passed the program (explicit config and env)."""
+    if values is None:
+        from pulumi.runtime import config as rc
+
+        values = {**rc.get_config_env(), **rc.CONFIG.get()}
+    return {k.split(":", 1)[1]: v for k, v in values.items() if k.startswith(f"{PROJECT}:")}
+
+
+def settings_of(values: dict[str, Any], vocabulary: Vocabulary) -> StackConfig:
+    """The validated settings of config in the engine's form, without running the program
+    (secrets are not settings). Raises ConfigError."""
+    raw = project_keys(values)
+    return validate_settings({k: _decode(v) for k, v in raw.items() if k not in SECRET_KEYS},
+                             vocabulary)
+
+
+def load(vocabulary: Vocabulary) -> Stack:
+    """Reads and validates the stack's config. Raises ConfigError before anything is built."""
+    raw = project_keys()
+    errors = []
+    for key in SECRET_KEYS:
+        value = raw.pop(key, None)
+        if value is not None and (isinstance(_decode(value), (dict, list)) or not str(value).strip()):
+            errors.append(f"{key}: must be a non-empty string (set it with "
+                          f"`pulumi config set --secret {key}`)")
+    region = pulumi.Config("aws").get("region")
+    if not region:
+        errors.append("aws:region: required (e.g. `pulumi config set aws:region us-east-1`)")
+    try:
+        settings = validate_settings({k: _decode(v) for k, v in raw.items()}, vocabulary)
+    except ConfigError as exc:
+        errors += exc.errors
+    if errors:
+        raise ConfigError(errors)
+    config = pulumi.Config(PROJECT)
+    return Stack(project=pulumi.get_project(), stack=pulumi.get_stack(), region=region,
+                 settings=settings, hf_token=config.get_secret("hfToken"),
+                 api_key=config.get_secret("apiKey"))

@@ -1,0 +1,124 @@
+"""`models`: what each model serves, its replicas and its blue-green slots."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from .fields import Image, Settings, dns_label, vocabulary
+
+SLOTS = ("blue", "green")
+HF_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class Replicas(Settings):
+    min: int = Field(1, ge=1)
+    max: int = Field(1, ge=1)
+    # The HPA adds replicas when the average of TGI's tgi_queue_size per pod is above this.
+    target_queue_size: int = Field(10, ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> "Replicas":
+        if self.min > self.max:
+            raise ValueError(f"max: {self.max} is less than min ({self.min})")
+        return self
+
+
+class ModelSettings(Settings):
+    """What a model slot runs. At the model level these are the defaults of its slots."""
+
+    id: Optional[str] = None
+    revision: Optional[str] = None
+    quantize: Optional[str] = None
+    dtype: Optional[Literal["float16", "bfloat16"]] = None
+    node_group: Optional[str] = None
+    max_input_tokens: Optional[int] = Field(None, ge=1)
+    max_total_tokens: Optional[int] = Field(None, ge=2)
+    image: Optional[Image] = None
+
+    @field_validator("quantize", mode="before")
+    @classmethod
+    def _quantize(cls, v: Any, info: ValidationInfo) -> Any:
+        allowed = vocabulary(info).quantize
+        if v is not None and v not in allowed:
+            raise ValueError(f"{v!r} is not one of {', '.join(allowed)}")
+        return v
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and (len(v) > 96 or not HF_REPO_ID.match(v) or ".." in v or "--" in v):
+            raise ValueError(f"{v!r} is not a Hugging Face model repo id, e.g. "
+                             "mistralai/Mistral-7B-Instruct-v0.3")
+        return v
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A model slot with every setting resolved (slot over model over defaults)."""
+
+    slot: str
+    id: str
+    revision: str
+    quantize: Optional[str]
+    dtype: Optional[str]
+    node_group: str
+    max_input_tokens: Optional[int]
+    max_total_tokens: Optional[int]
+    image: Optional[str]  # None: the engine's default image
+
+
+class ModelConfig(ModelSettings):
+    name: str
+    id: str
+    node_group: str
+    replicas: Replicas = Replicas()
+    # Blue-green: each slot overrides the model's settings; the Service sends traffic to `active`.
+    slots: dict[Literal[SLOTS], ModelSettings] = {}  # type: ignore[valid-type]
+    active: Optional[Literal[SLOTS]] = None  # type: ignore[valid-type]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return dns_label(v, 40)
+
+    @model_validator(mode="after")
+    def _slots(self, info: ValidationInfo) -> "ModelConfig":
+        configured = list(self.slots) or ["blue"]
+        if self.active is not None and self.active not in configured:
+            raise ValueError(f"active: {self.active!r} is not a configured slot; slots: "
+                             f"{', '.join(configured)}")
+        if len(configured) > 1 and self.active is None:
+            raise ValueError("active: required with two slots (blue or green)")
+        for slot in self.resolved_slots():
+            where = f"slots.{slot.slot}." if self.slots else ""
+            # docs/tgi.md: "Only 1 can be set between dtype and quantize" (bitsandbytes excepted).
+            if slot.dtype and slot.quantize and slot.quantize not in vocabulary(info).quantize_with_dtype:
+                raise ValueError(f"{where}dtype: cannot be set together with quantize "
+                                 f"{slot.quantize!r} (TGI allows dtype only with the bitsandbytes modes)")
+            if slot.max_input_tokens is not None and slot.max_total_tokens is not None \
+                    and slot.max_input_tokens >= slot.max_total_tokens:
+                raise ValueError(f"{where}maxInputTokens: {slot.max_input_tokens} must be less than "
+                                 f"maxTotalTokens ({slot.max_total_tokens})")
+        return self
+
+    def resolved_slots(self) -> list[Slot]:
+        """The slots, each setting taken from the slot, else the model, else the default."""
+        out = []
+        for name, override in (self.slots or {"blue": ModelSettings()}).items():
+            value = {f: getattr(override, f) if f in override.model_fields_set else getattr(self, f)
+                     for f in ModelSettings.model_fields}
+            out.append(Slot(slot=name, id=value["id"], revision=value["revision"] or "main",
+                            quantize=value["quantize"], dtype=value["dtype"],
+                            node_group=value["node_group"],
+                            max_input_tokens=value["max_input_tokens"],
+                            max_total_tokens=value["max_total_tokens"],
+                            image=value["image"]))
+        return out
+
+    @property
+    def active_slot(self) -> str:
+        return self.active or next(iter(self.slots), "blue")

@@ -1,0 +1,84 @@
+"""The whole stack file: its sections, the rules across them, and what the program gets (`Stack`)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .addons import AddonsConfig
+from .cluster import ClusterConfig
+from .errors import ConfigError
+from .fields import Settings
+from .ingress import IngressConfig
+from .models import ModelConfig
+from .monitoring import MonitoringConfig
+from .node_groups import GpuNodeGroupConfig, SystemNodeGroupConfig
+from .storage import StorageConfig
+
+
+class StackConfig(Settings):
+    cluster: ClusterConfig
+    system_node_group: SystemNodeGroupConfig = SystemNodeGroupConfig()
+    gpu_node_groups: list[GpuNodeGroupConfig] = Field(min_length=1)
+    storage: StorageConfig = StorageConfig()
+    ingress: Optional[IngressConfig] = None
+    monitoring: MonitoringConfig = MonitoringConfig()
+    addons: AddonsConfig = AddonsConfig()
+    models: list[ModelConfig] = []
+
+    @property
+    def bottlerocket(self) -> bool:
+        return self.gpu_node_groups[0].ami_type.startswith("BOTTLEROCKET")
+
+    @model_validator(mode="after")
+    def _references(self) -> "StackConfig":
+        errors = _duplicates("gpuNodeGroups", [g.name for g in self.gpu_node_groups])
+        # The GPU operator is configured for the whole cluster (docs/eks.md: device plugin off
+        # on Bottlerocket, which ships its own).
+        for i, g in enumerate(self.gpu_node_groups):
+            if g.ami_type.split("_")[0] != self.gpu_node_groups[0].ami_type.split("_")[0]:
+                errors.append(f"gpuNodeGroups[{i}].amiType: {g.ami_type} mixes AMI families with "
+                              f"gpuNodeGroups[0] ({self.gpu_node_groups[0].ami_type}); use one family")
+        if self.addons.gpu_time_slicing_replicas and self.bottlerocket:
+            errors.append("addons.gpuTimeSlicingReplicas: needs the GPU operator's device plugin, "
+                          "which is off on Bottlerocket (it ships its own)")
+        errors += _duplicates("models", [m.name for m in self.models])
+        groups = [g.name for g in self.gpu_node_groups]
+        for i, m in enumerate(self.models):
+            for slot in m.resolved_slots():
+                where = f"models[{i}]" + (f".slots.{slot.slot}" if m.slots else "")
+                if slot.node_group not in groups:
+                    errors.append(f"{where}.nodeGroup: {slot.node_group!r} is not one of "
+                                  f"{', '.join(groups)} (the names of gpuNodeGroups)")
+        if errors:
+            raise ConfigError(errors)
+        return self
+
+
+def _duplicates(key: str, names: list[str]) -> list[str]:
+    seen: set[str] = set()
+    out = []
+    for i, n in enumerate(names):
+        if n in seen:
+            out.append(f"{key}[{i}].name: {n!r} is used twice; names must be unique")
+        seen.add(n)
+    return out
+
+
+class Stack(BaseModel):
+    """What the program gets: the validated settings plus the secrets as Pulumi secret Outputs."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, frozen=True)
+
+    project: str
+    stack: str
+    region: str
+    settings: StackConfig
+    hf_token: Optional[pulumi.Output] = None
+    api_key: Optional[pulumi.Output] = None
+
+    @property
+    def cluster_name(self) -> str:
+        return self.settings.cluster.name or f"{self.project}-{self.stack}"

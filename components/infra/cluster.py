@@ -1,0 +1,212 @@
+"""Cluster: EKS with a private endpoint, KMS-encrypted secrets, control-plane logs, managed add-ons,
+IAM roles, the system node group, a kubeconfig that uses `aws eks get-token`, and the explicit
+Kubernetes provider every Kubernetes resource of the stack is created with."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+from pulumi_aws import cloudwatch, eks, iam, kms
+
+from ..config import SystemNodeGroupConfig
+from .iam import MANAGED, after, trust_policy
+from .node_group import NodeGroup, NodeGroupArgs
+from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
+
+# Control-plane log types worth their cost (docs/eks.md, "Security defaults").
+LOG_TYPES = ["api", "audit", "authenticator"]
+CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# EBS CSI driver add-on: service account and managed policy (docs.aws.amazon.com/eks/latest/
+# userguide/ebs-csi.html).
+EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
+EBS_CSI_POLICY = f"{MANAGED}/service-role/AmazonEBSCSIDriverPolicy"
+BLOCK_STORAGE_CLASS = "gp3"
+
+
+def kubeconfig(cluster_name: pulumi.Input[str], endpoint: pulumi.Input[str],
+               ca_data: pulumi.Input[str], region: str) -> pulumi.Output[str]:
+    """A kubeconfig whose user runs `aws eks get-token` (the exec credential of
+    https://docs.aws.amazon.com/eks/latest/userguide/create-kubeconfig.html): no long-lived
+    credential in it, and it works for whoever holds an IAM identity with an access entry."""
+    return pulumi.Output.json_dumps({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster_name,
+                      "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}],
+        "contexts": [{"name": cluster_name,
+                      "context": {"cluster": cluster_name, "user": cluster_name}}],
+        "current-context": cluster_name,
+        "users": [{"name": cluster_name, "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "aws",
+            "args": ["--region", region, "eks", "get-token", "--cluster-name", cluster_name,
+                     "--output", "json"],
+            "interactiveMode": "Never",
+        }}}],
+    })
+
+
+@dataclass
+class ClusterArgs:
+    cluster_name: str
+    region: str
+    kubernetes_version: str
+    private_subnet_ids: list[pulumi.Input[str]]
+    public_access_cidrs: list[str]
+    admin_role_arns: list[str]
+    log_retention_days: int
+    system_nodes: SystemNodeGroupConfig
+    deletion_protection: bool = False
+    tags: Optional[dict[str, str]] = None
+
+
+class Cluster(pulumi.ComponentResource):
+    cluster: eks.Cluster
+    # The cluster's name, resolved once the networking add-ons are in: node groups created with
+    # it wait for them (a component's depends_on does not reach its children).
+    ready_name: pulumi.Output[str]
+    node_role: iam.Role
+    node_role_arn: pulumi.Output[str]  # once the node policies are attached
+    system_nodes: NodeGroup
+    node_security_group_id: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    block_storage_class: pulumi.Output[str]  # encrypted gp3, the default StorageClass
+
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmserve:infra:Cluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = args.tags or {}
+
+        key = kms.Key(f"{name}-secrets", description=f"EKS secrets encryption for {args.cluster_name}",
+                      enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child)
+        kms.Alias(f"{name}-secrets", name=f"alias/eks/{args.cluster_name}", target_key_id=key.key_id,
+                  opts=child)
+
+        role = iam.Role(f"{name}-cluster-role", assume_role_policy=trust_policy("eks.amazonaws.com"),
+                        tags=tags, opts=child)
+        role_policies = [iam.RolePolicyAttachment(
+            f"{name}-cluster-policy", role=role.name, policy_arn=f"{MANAGED}/AmazonEKSClusterPolicy",
+            opts=child)]
+        # The control plane encrypts and decrypts Secrets with this key only.
+        role_policies.append(iam.RolePolicy(f"{name}-cluster-kms", role=role.name, policy=key.arn.apply(lambda arn: json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Resource": arn, "Action": [
+                "kms:Encrypt", "kms:Decrypt", "kms:ListGrants", "kms:DescribeKey"]}],
+        })), opts=child))
+
+        # Created before the cluster, or EKS creates it with logs kept forever.
+        logs = cloudwatch.LogGroup(f"{name}-logs", name=f"/aws/eks/{args.cluster_name}/cluster",
+                                   retention_in_days=args.log_retention_days, tags=tags, opts=child)
+
+        public = bool(args.public_access_cidrs)
+        self.cluster = eks.Cluster(
+            f"{name}-eks",
+            name=args.cluster_name,
+            version=args.kubernetes_version,
+            # With its policies attached first (and detached last: EKS cleans up its network
+            # interfaces with them on delete).
+            role_arn=after(role.arn, role_policies),
+            vpc_config=eks.ClusterVpcConfigArgs(
+                subnet_ids=args.private_subnet_ids,
+                endpoint_private_access=True,
+                endpoint_public_access=public,
+                public_access_cidrs=args.public_access_cidrs if public else None,
+            ),
+            encryption_config=eks.ClusterEncryptionConfigArgs(
+                provider=eks.ClusterEncryptionConfigProviderArgs(key_arn=key.arn),
+                resources=["secrets"]),
+            enabled_cluster_log_types=LOG_TYPES,
+            # Access entries only (no aws-auth ConfigMap). Whoever runs the first `pulumi up`
+            # becomes admin; adminRoleArns adds others (CI, the on-call role).
+            access_config=eks.ClusterAccessConfigArgs(
+                authentication_mode="API", bootstrap_cluster_creator_admin_permissions=True),
+            # The add-ons below are EKS-managed; do not also install the unmanaged defaults.
+            bootstrap_self_managed_addons=False,
+            # Never slide into extended support (six times the hourly price) unnoticed.
+            upgrade_policy=eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
+            deletion_protection=args.deletion_protection,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[logs]),
+        )
+        cluster_name = self.cluster.name
+        # EKS attaches its cluster security group to managed nodes that have no security group of
+        # their own in the launch template: it is the nodes' security group.
+        self.node_security_group_id = self.cluster.vpc_config.cluster_security_group_id
+
+        for i, arn in enumerate(args.admin_role_arns):
+            entry = eks.AccessEntry(f"{name}-admin-{i}", cluster_name=cluster_name, principal_arn=arn,
+                                    type="STANDARD", tags=tags, opts=child)
+            eks.AccessPolicyAssociation(
+                f"{name}-admin-{i}", cluster_name=cluster_name, principal_arn=entry.principal_arn,
+                policy_arn=CLUSTER_ADMIN_POLICY,
+                access_scope=eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"), opts=child)
+
+        # Networking and credentials come before nodes; CoreDNS needs nodes to run on.
+        addons = [
+            eks.Addon(f"{name}-{addon}", cluster_name=cluster_name, addon_name=addon,
+                      configuration_values=values, resolve_conflicts_on_create="OVERWRITE",
+                      resolve_conflicts_on_update="OVERWRITE", tags=tags, opts=child)
+            for addon, values in (
+                # NetworkPolicy objects are enforced only with the VPC CNI's network policy agent
+                # on (docs.aws.amazon.com/eks/latest/userguide/cni-network-policy.html).
+                ("vpc-cni", json.dumps({"enableNetworkPolicy": "true"})),
+                ("kube-proxy", None),
+                ("eks-pod-identity-agent", None),
+            )
+        ]
+
+        self.ready_name = after(cluster_name, addons)
+
+        self.node_role = iam.Role(f"{name}-node-role", assume_role_policy=trust_policy("ec2.amazonaws.com"),
+                                  tags=tags, opts=child)
+        # Nodes join only with these attached: node groups get the role's ARN once they are.
+        self.node_role_arn = after(self.node_role.arn, [
+            iam.RolePolicyAttachment(f"{name}-node-{policy}", role=self.node_role.name,
+                                     policy_arn=f"{MANAGED}/{policy}", opts=child)
+            for policy in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly",
+                           "AmazonEKS_CNI_Policy")])
+
+        system = args.system_nodes
+        self.system_nodes = NodeGroup(f"{name}-system", NodeGroupArgs(
+            group="system", cluster_name=self.ready_name, node_role_arn=self.node_role_arn,
+            subnet_ids=args.private_subnet_ids, instance_types=system.instance_types,
+            ami_type="AL2023_x86_64_STANDARD", capacity_type="ON_DEMAND",
+            min_size=system.min_size, max_size=system.max_size,
+            desired_size=system.desired_size, disk_size_gib=system.disk_size_gi_b,
+            gpus=0, tags=tags,
+        ), opts=pulumi.ResourceOptions(parent=self))
+        on_nodes = pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes])
+        eks.Addon(f"{name}-coredns", cluster_name=cluster_name, addon_name="coredns",
+                  resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+                  tags=tags, opts=on_nodes)
+        # Block storage for Prometheus and Alertmanager (EKS has no default StorageClass).
+        ebs_role = PodIdentityRole(f"{name}-ebs-csi", PodIdentityRoleArgs(
+            cluster_name=cluster_name, namespace="kube-system", service_account=EBS_CSI_SERVICE_ACCOUNT,
+            managed_policy_arns=[EBS_CSI_POLICY], associate=False, tags=tags), opts=child)
+        ebs = eks.Addon(f"{name}-ebs-csi", cluster_name=cluster_name, addon_name="aws-ebs-csi-driver",
+                        pod_identity_associations=[eks.AddonPodIdentityAssociationArgs(
+                            service_account=EBS_CSI_SERVICE_ACCOUNT, role_arn=ebs_role.role_arn)],
+                        resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+                        tags=tags, opts=on_nodes)
+
+        self.kubeconfig = pulumi.Output.secret(kubeconfig(
+            cluster_name, self.cluster.endpoint, self.cluster.certificate_authority.data, args.region))
+        self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
+        gp3 = k8s.storage.v1.StorageClass(f"{name}-gp3", metadata={
+            "name": BLOCK_STORAGE_CLASS,
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+        }, provisioner="ebs.csi.aws.com", parameters={"type": "gp3", "encrypted": "true"},
+            volume_binding_mode="WaitForFirstConsumer", allow_volume_expansion=True,
+            reclaim_policy="Delete",
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs]))
+        self.block_storage_class = gp3.metadata.name
+        self.register_outputs({
+            "clusterName": cluster_name,
+            "kubeconfig": self.kubeconfig,
+            "nodeSecurityGroupId": self.node_security_group_id,
+        })

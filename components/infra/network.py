@@ -1,0 +1,160 @@
+"""Network: a new VPC (private subnets for nodes, public ones for load balancers, NAT), or an
+existing VPC adopted by tagging its subnets for the AWS Load Balancer Controller."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+from pulumi_aws import ec2
+
+from ..config import VpcConfig
+
+
+def subnet_tags(cluster_name: str, public: bool) -> dict[str, str]:
+    """Subnet discovery tags of the AWS Load Balancer Controller: `kubernetes.io/role/elb` on
+    public subnets (internet-facing ALBs), `kubernetes.io/role/internal-elb` on private ones, and
+    `kubernetes.io/cluster/<name>` so only this cluster's controllers pick them
+    (kubernetes-sigs/aws-load-balancer-controller docs/deploy/subnet_discovery.md)."""
+    role = "kubernetes.io/role/elb" if public else "kubernetes.io/role/internal-elb"
+    return {role: "1", f"kubernetes.io/cluster/{cluster_name}": "shared"}
+
+
+def plan_subnets(cidr: str, az_count: int) -> tuple[list[str], list[str]]:
+    """Splits the VPC CIDR into az_count private and az_count public subnets.
+
+    Private subnets get an eighth of the VPC each (the VPC CNI gives every pod a VPC address);
+    the last eighth is cut into public subnets of a sixty-fourth, for load balancers and NAT."""
+    net = ipaddress.IPv4Network(cidr)
+    eighths = list(net.subnets(prefixlen_diff=3))
+    public = list(eighths[-1].subnets(prefixlen_diff=3))
+    if az_count > len(eighths) - 1:
+        raise ValueError(f"at most {len(eighths) - 1} AZs fit this plan")
+    return [str(s) for s in eighths[:az_count]], [str(s) for s in public[:az_count]]
+
+
+@dataclass
+class NetworkArgs:
+    cluster_name: str
+    region: str
+    vpc: VpcConfig
+
+
+class Network(pulumi.ComponentResource):
+    vpc_id: pulumi.Output[str]
+    availability_zones: list[str]
+    private_subnet_ids: list[pulumi.Output[str]]
+    public_subnet_ids: list[pulumi.Output[str]]
+    private_cidrs: list[str]  # known before anything is created (NetworkPolicies use them)
+    public_cidrs: list[str]
+
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmserve:infra:Network", name, None, opts)
+        self._name, self._args = name, args
+        if args.vpc.id is not None:
+            self._adopt()
+        else:
+            self._create()
+        self.register_outputs({
+            "vpcId": self.vpc_id,
+            "privateSubnetIds": self.private_subnet_ids,
+            "publicSubnetIds": self.public_subnet_ids,
+        })
+
+    def _child(self) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self)
+
+    def _adopt(self) -> None:
+        name, args = self._name, self._args
+        self.vpc_id = pulumi.Output.from_input(args.vpc.id)
+        # One subnet per AZ counts (EFS allows one mount target per AZ).
+        zones: dict[str, str] = {}
+        subnets = {sid: ec2.get_subnet(id=sid) for sid in
+                   (*args.vpc.private_subnet_ids, *args.vpc.public_subnet_ids)}
+        for sid in args.vpc.private_subnet_ids:
+            zones.setdefault(subnets[sid].availability_zone, sid)
+        self.private_cidrs = [subnets[s].cidr_block for s in args.vpc.private_subnet_ids]
+        self.public_cidrs = [subnets[s].cidr_block for s in args.vpc.public_subnet_ids]
+        if len(zones) < 2:
+            raise pulumi.RunError(
+                "cluster.vpc.privateSubnetIds: the subnets must span at least 2 AZs; they are all "
+                f"in {', '.join(zones)}")
+        self.availability_zones = list(zones)
+        self.private_subnet_ids = [pulumi.Output.from_input(s) for s in zones.values()]
+        self.public_subnet_ids = [pulumi.Output.from_input(s) for s in args.vpc.public_subnet_ids]
+        # Tag, without taking ownership of, the subnets so the load balancer controller finds them.
+        for public, ids in ((False, args.vpc.private_subnet_ids), (True, args.vpc.public_subnet_ids)):
+            for sid in ids:
+                for key, value in subnet_tags(args.cluster_name, public).items():
+                    ec2.Tag(f"{name}-{sid}-{key.rsplit('/', 1)[-1]}", resource_id=sid, key=key,
+                            value=value, opts=self._child())
+
+    def _create(self) -> None:
+        name, args = self._name, self._args
+        zones = aws.get_availability_zones(
+            state="available",
+            filters=[aws.GetAvailabilityZonesFilterArgs(name="opt-in-status",
+                                                        values=["opt-in-not-required"])],
+        ).names
+        if len(zones) < args.vpc.az_count:
+            raise pulumi.RunError(f"cluster.vpc.azCount: {args.vpc.az_count} is more than the "
+                                  f"{len(zones)} AZs of {args.region}")
+        self.availability_zones = zones[: args.vpc.az_count]
+        private_cidrs, public_cidrs = plan_subnets(args.vpc.cidr, args.vpc.az_count)
+        self.private_cidrs, self.public_cidrs = private_cidrs, public_cidrs
+
+        vpc = ec2.Vpc(f"{name}-vpc", cidr_block=args.vpc.cidr, enable_dns_hostnames=True,
+                      enable_dns_support=True, tags={"Name": args.cluster_name},
+                      opts=self._child())
+        self.vpc_id = vpc.id
+        # The default security group allows all traffic between its members: leave it empty.
+        ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=vpc.id, ingress=[], egress=[],
+                                 opts=self._child())
+        igw = ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id,
+                                  tags={"Name": args.cluster_name}, opts=self._child())
+        public_rt = ec2.RouteTable(
+            f"{name}-public", vpc_id=vpc.id,
+            routes=[ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
+            tags={"Name": f"{args.cluster_name}-public"}, opts=self._child())
+
+        public, private, private_rts, nats = [], [], [], []
+        for i, az in enumerate(self.availability_zones):
+            pub = ec2.Subnet(
+                f"{name}-public-{az}", vpc_id=vpc.id, availability_zone=az,
+                cidr_block=public_cidrs[i], map_public_ip_on_launch=False,
+                tags={"Name": f"{args.cluster_name}-public-{az}",
+                      **subnet_tags(args.cluster_name, public=True)},
+                opts=self._child())
+            ec2.RouteTableAssociation(f"{name}-public-{az}", subnet_id=pub.id,
+                                      route_table_id=public_rt.id, opts=self._child())
+            public.append(pub)
+            if i == 0 or not args.vpc.single_nat_gateway:
+                eip = ec2.Eip(f"{name}-nat-{az}", domain="vpc",
+                              tags={"Name": f"{args.cluster_name}-nat-{az}"}, opts=self._child())
+                nats.append(ec2.NatGateway(
+                    f"{name}-nat-{az}", allocation_id=eip.id, subnet_id=pub.id,
+                    tags={"Name": f"{args.cluster_name}-nat-{az}"},
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[igw])))
+            priv = ec2.Subnet(
+                f"{name}-private-{az}", vpc_id=vpc.id, availability_zone=az,
+                cidr_block=private_cidrs[i],
+                tags={"Name": f"{args.cluster_name}-private-{az}",
+                      **subnet_tags(args.cluster_name, public=False)},
+                opts=self._child())
+            rt = ec2.RouteTable(
+                f"{name}-private-{az}", vpc_id=vpc.id,
+                routes=[ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0",
+                                                nat_gateway_id=nats[-1].id)],
+                tags={"Name": f"{args.cluster_name}-private-{az}"}, opts=self._child())
+            ec2.RouteTableAssociation(f"{name}-private-{az}", subnet_id=priv.id,
+                                      route_table_id=rt.id, opts=self._child())
+            private.append(priv)
+            private_rts.append(rt)
+        # Image layers (ECR) and model files in S3 bypass the NAT gateways: faster and free.
+        ec2.VpcEndpoint(f"{name}-s3", vpc_id=vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
+                        vpc_endpoint_type="Gateway", route_table_ids=[rt.id for rt in private_rts],
+                        tags={"Name": f"{args.cluster_name}-s3"}, opts=self._child())
+        self.private_subnet_ids = [s.id for s in private]
+        self.public_subnet_ids = [s.id for s in public]

@@ -1,0 +1,129 @@
+"""The verbs of `python -m components` (render, plan, lock): each reads its arguments and returns
+the exit code; invalid input raises UsageError, ConfigError or LockError (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .. import config
+from ..engines.vocabulary import VOCABULARY
+from ..planning import hub, planner
+from ..planning import lock as lockfile
+from ..planning.catalog import CATALOG
+from ..planning.plans import plan_models
+from . import mockrun
+from . import render as render_files
+
+
+class UsageError(Exception):
+    pass
+
+
+def _stack_file(stack: str, config_file: str | None) -> Path:
+    path = Path(config_file) if config_file else mockrun.PROJECT_DIR / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        stacks = sorted(p.name[len("Pulumi."):-len(".yaml")]
+                        for p in mockrun.PROJECT_DIR.glob("Pulumi.*.yaml"))
+        raise UsageError(f"--stack: no stack file {path}; stacks here: {', '.join(stacks)}")
+    return path
+
+
+def render(args: argparse.Namespace) -> int:
+    stack_file = _stack_file(args.stack, args.config_file)
+    config, secret_keys = mockrun.stack_config(stack_file, mockrun.project_name())
+    run = mockrun.run_program(args.stack, config, secret_keys)
+    counts = render_files.write(run, Path(args.out))
+    width = max(map(len, counts), default=0)
+    print(f"rendered stack {args.stack} to {args.out}: {sum(counts.values())} resources")
+    for typ, n in sorted(counts.items()):
+        print(f"  {typ:<{width}}  {n}")
+    return 0
+
+
+def _settings(stack: str, config_file: str | None) -> config.StackConfig:
+    """The validated settings of a stack file, without running the program."""
+    values, _ = mockrun.stack_config(_stack_file(stack, config_file), mockrun.project_name())
+    return config.settings_of(values, VOCABULARY)
+
+
+def _lock_path(path: str | None) -> Path:
+    return Path(path) if path else mockrun.PROJECT_DIR / lockfile.LOCK_FILE
+
+
+COLUMNS = (("model", 0), ("instance", 13), ("shards", 6), ("fits", 4), ("weights GiB", 11),
+           ("KV tokens", 9), ("max input", 9), ("max total", 9), ("prefill", 7), ("$/h", 8),
+           ("cold s", 6))
+
+
+def _row(name: str, p: planner.Plan, width: int) -> str:
+    cells = (name, p.instance_type, p.num_shard, "yes" if p.fits else "NO",
+             f"{p.weights_bytes / planner.GIB:.1f}", p.kv_capacity_tokens, p.max_input_tokens,
+             p.max_total_tokens, p.max_batch_prefill_tokens, f"{p.hourly_usd:.4g}",
+             p.cold_start_seconds)
+    widths = [width] + [w for _, w in COLUMNS[1:]]
+    return ("  ".join(f"{c!s:<{w}}" for c, w in zip(cells, widths)) + ("" if p.fits else f"  {p.reason}")).rstrip()
+
+
+def _print_plans(named: list[tuple[str, planner.Plan]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{"name": n, **p.as_dict()} for n, p in named], indent=2))
+        return
+    width = max(len(n) for n, _ in named + [("model", None)])
+    print("  ".join(f"{h:<{w or width}}" for h, w in COLUMNS).rstrip())
+    for name, p in named:
+        print(_row(name, p, width))
+
+
+def plan(args: argparse.Namespace) -> int:
+    locked = lockfile.read(_lock_path(args.metadata))
+    if args.stack:
+        settings = _settings(args.stack, args.config_file)
+        plans, errors = plan_models(settings, locked, args.stack)
+        unlocked = [e for e in errors if "is not in" in e or "locked revision" in e]
+        if unlocked:
+            raise UsageError("\n".join(unlocked))
+        _print_plans([(name if len(slots) == 1 else f"{name}/{slot}", p)
+                      for name, slots in plans.items() for slot, p in slots.items()], args.json)
+        return 0
+    entry = locked.models.get(args.model)
+    if entry is None:
+        raise UsageError(f"--model: {args.model} is not in {_lock_path(args.metadata)}: add it to a "
+                         "stack and run `python -m components lock --stack NAME`")
+    request = planner.Request(quantize=args.quantize, dtype=args.dtype,
+                              max_total_tokens=args.max_total_tokens)
+    try:
+        chosen = planner.best_plan(
+            args.model, entry, request,
+            [CATALOG[args.instance_type]] if args.instance_type else CATALOG.values(),
+            [args.num_shard] if args.num_shard else planner.SHARDS)
+    except planner.PlanError as exc:
+        raise UsageError(f"--num-shard: {exc}") from None
+    if args.json:
+        print(json.dumps(chosen.as_dict(), indent=2))
+    else:
+        _print_plans([(args.model, chosen)], False)
+        print(f"\n{'fits' if chosen.fits else 'does not fit'}: {chosen.reason}")
+    return 0
+
+
+def lock(args: argparse.Namespace) -> int:
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+    settings = _settings(args.stack, args.config_file)
+    path = _lock_path(args.lockfile)
+    current = lockfile.read(path)
+    resolved: dict[tuple[str, str], lockfile.LockEntry] = {}
+    for model in settings.models:  # resolve all before writing anything
+        for slot in model.resolved_slots():
+            if (slot.id, slot.revision) not in resolved:
+                entry = hub.resolve(slot.id, slot.revision)
+                resolved[(slot.id, slot.revision)] = entry
+                print(f"{slot.id}@{slot.revision}: {entry.revision}")
+    for (repo_id, _), entry in resolved.items():
+        current = current.with_entry(repo_id, entry)
+    lockfile.write(path, current)
+    print(f"wrote {len(resolved)} model(s) to {path}")
+    return 0

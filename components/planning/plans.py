@@ -1,0 +1,78 @@
+"""From a validated stack to plans: every model slot planned on the instance types of its node
+group, from the lock only (no network). Errors name the setting, as the config's do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import ConfigError, Slot, Stack, StackConfig, StorageConfig
+from . import planner
+from .lock import LOCK_FILE, Lock, LockError, read
+
+
+def slot_request(slot: Slot, storage: StorageConfig) -> planner.Request:
+    return planner.Request(quantize=slot.quantize, dtype=slot.dtype,
+                           max_input_tokens=slot.max_input_tokens,
+                           max_total_tokens=slot.max_total_tokens,
+                           throughput_mode=storage.throughput_mode,
+                           provisioned_mibps=storage.provisioned_throughput_mibps)
+
+
+Plans = dict[str, dict[str, planner.Plan]]  # model name -> slot -> plan
+
+
+def plan_models(settings: StackConfig, lock: Lock, stack: str) -> tuple[Plans, list[str]]:
+    """Plans each model slot on the instance types of its node group. Returns the plans (fitting
+    or not), and one error line per slot that is not locked or does not fit."""
+    groups = {g.name: g for g in settings.gpu_node_groups}
+    plans: Plans = {}
+    errors = []
+    for i, model in enumerate(settings.models):
+        for slot in model.resolved_slots():
+            where = f"models[{i}]" + (f".slots.{slot.slot}" if model.slots else "")
+            entry = lock.find(slot.id, slot.revision)
+            if entry is None:
+                locked = [e.requested_revision or "main" for k, e in lock.models.items()
+                          if k.split("@")[0] == slot.id]
+                errors.append(
+                    f"{where}.revision: {slot.id} at {slot.revision!r} is not in {LOCK_FILE} "
+                    f"(locked: {', '.join(repr(r) for r in locked)}): run `python -m components lock "
+                    f"--stack {stack}`" if locked else
+                    f"{where}.id: {slot.id} is not in {LOCK_FILE}: run "
+                    f"`python -m components lock --stack {stack}`")
+                continue
+            group = groups[slot.node_group]
+            request = slot_request(slot, settings.storage)
+            plan = planner.plan_node_group(slot.id, entry, group.instance_types, request)
+            plans.setdefault(model.name, {})[slot.slot] = plan
+            if not plan.fits:
+                best = planner.cheapest(slot.id, entry, request)
+                hint = (f"the cheapest catalog instance that fits: {best.instance_type} with "
+                        f"{best.num_shard} shard(s), ${best.hourly_usd}/h per replica" if best
+                        else "no catalog instance fits it")
+                errors.append(f"{where}: {slot.id} does not fit node group {group.name} "
+                              f"({plan.instance_type}, {plan.num_shard} shard(s)): {plan.reason}; {hint}")
+    return plans, errors
+
+
+def read_lock(path: Path) -> Lock:
+    try:
+        return read(path)
+    except LockError as exc:
+        raise ConfigError([str(exc)]) from None
+
+
+def load_plans(stack: Stack, lock: Lock) -> Plans:
+    """The plan of every model slot of the stack, from the lock only (no network). Raises
+    ConfigError for a model that is not locked, does not fit, or is gated without hfToken."""
+    plans, errors = plan_models(stack.settings, lock, stack.stack)
+    for i, model in enumerate(stack.settings.models):
+        for slot in model.resolved_slots():
+            entry = lock.find(slot.id, slot.revision)
+            if entry is not None and entry.gated and stack.hf_token is None:
+                errors.append(f"hfToken: required: models[{i}] ({slot.id}) is gated (`pulumi "
+                              "config set --secret hfToken hf_...` with a token that accepted "
+                              "its license)")
+    if errors:
+        raise ConfigError(errors)
+    return plans

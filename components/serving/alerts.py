@@ -1,0 +1,73 @@
+"""Alert rules for TGI and the GPUs, as PrometheusRule groups. Pure functions, no Pulumi.
+
+Metric names: TGI's as exported, without `_seconds` or `_total` suffixes (docs/tgi.md);
+DCGM exporter's DCGM_FI_DEV_GPU_UTIL (percent), DCGM_FI_DEV_FB_USED / _FB_FREE (MiB),
+DCGM_FI_DEV_XID_ERRORS (the last XID error code); kube-state-metrics'
+kube_deployment_status_replicas_available and kube_deployment_spec_replicas. The PodMonitor of
+each model puts `namespace`, `pod`, `model` and `slot` on TGI's series.
+"""
+
+from __future__ import annotations
+
+from ..config import AlertThresholds
+
+PER_MODEL = "namespace, model"
+
+
+def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str,
+           runbook_url: str) -> dict:
+    return {
+        "alert": name, "expr": expr, "for": for_, "labels": {"severity": severity},
+        "annotations": {"summary": summary, "description": description,
+                        "runbook_url": f"{runbook_url}#{name.lower()}"},
+    }
+
+
+def rule_groups(t: AlertThresholds, namespace: str, runbook_url: str) -> list[dict]:
+    """The PrometheusRule's groups: serving health per model, then the GPUs."""
+    tgi = [
+        _alert("TGIHighRequestLatency",
+               f"histogram_quantile(0.95, sum by ({PER_MODEL}, le) "
+               f"(rate(tgi_request_duration_bucket[5m]))) > {t.p95_latency_seconds}",
+               "10m", "warning", "{{ $labels.model }}: p95 request latency is high",
+               f"95% of requests to {{{{ $labels.model }}}} take longer than "
+               f"{t.p95_latency_seconds} s (queue and generation).", runbook_url),
+        _alert("TGIQueueBacklog",
+               f"max by ({PER_MODEL}) (tgi_queue_size) > {t.queue_size}",
+               "10m", "warning", "{{ $labels.model }}: requests are queueing",
+               f"A replica of {{{{ $labels.model }}}} has more than {t.queue_size} requests "
+               "waiting for 10 minutes: the autoscaler is at its maximum or GPU nodes do not come.",
+               runbook_url),
+        _alert("TGIRequestFailures",
+               f'sum by ({PER_MODEL}) (rate(tgi_request_failure{{err!="validation"}}[5m])) / '
+               f"sum by ({PER_MODEL}) (rate(tgi_request_count[5m])) > {t.failure_ratio}",
+               "5m", "critical", "{{ $labels.model }}: requests are failing",
+               f"More than {t.failure_ratio:.0%} of the requests to {{{{ $labels.model }}}} fail "
+               "(client validation errors not counted).", runbook_url),
+        _alert("TGISlowTokenGeneration",
+               f"histogram_quantile(0.95, sum by ({PER_MODEL}, le) "
+               f"(rate(tgi_request_mean_time_per_token_duration_bucket[10m]))) > {t.time_per_token_seconds}",
+               "15m", "warning", "{{ $labels.model }}: tokens are generated slowly",
+               f"95% of the requests to {{{{ $labels.model }}}} get more than "
+               f"{t.time_per_token_seconds} s per output token: the batches are too large for "
+               "the GPUs.", runbook_url),
+        _alert("TGINoReadyReplicas",
+               f'kube_deployment_status_replicas_available{{namespace="{namespace}"}} == 0 '
+               f'and on (namespace, deployment) kube_deployment_spec_replicas{{namespace="{namespace}"}} > 0',
+               "15m", "critical", "{{ $labels.deployment }}: no replica is ready",
+               "The deployment {{ $labels.deployment }} has had no ready replica for 15 minutes: "
+               "its endpoint is down.", runbook_url),
+    ]
+    gpu = [
+        _alert("GPUSaturated",
+               f"avg by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL) > {t.gpu_utilization_percent}",
+               "30m", "warning", "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} is saturated",
+               f"The GPU has been over {t.gpu_utilization_percent}% busy for 30 minutes: add "
+               "replicas or larger GPUs.", runbook_url),
+        _alert("GPUXidError",
+               "max by (Hostname, gpu) (DCGM_FI_DEV_XID_ERRORS) > 0",
+               "0m", "critical", "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reports an XID error",
+               "The driver reported an XID error: the GPU may need a reset or the node a "
+               "replacement (EKS node auto-repair acts on some).", runbook_url),
+    ]
+    return [{"name": "tgi", "rules": tgi}, {"name": "gpu", "rules": gpu}]

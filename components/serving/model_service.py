@@ -1,0 +1,88 @@
+"""ModelService: one model served on the GPU nodes, built from the small builders of this package.
+
+Per model: a ServiceAccount without a token, the model cache (a ReadWriteMany volume on EFS),
+NetworkPolicies (network_policies.py), a Service selecting the active slot and, with an ingress
+configured, an Ingress on the shared ALB (exposure.py), a PodMonitor (pod_monitor.py). Per slot
+(blue, green): the Job that downloads the pinned revision into the cache (download.py), the
+Deployment, created once the Job is done (workload.py), its autoscaler and disruption budget
+(scaling.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ..config import IngressConfig, Replicas
+from ..engines import tgi
+from . import exposure, network_policies, scaling
+from .download import download_job
+from .labels import model_labels
+from .pod_monitor import pod_monitor
+from .scope import Scope
+from .slots import SlotSpec
+from .workload import deployment
+
+
+@dataclass
+class ModelServiceArgs:
+    model: str  # the model's name (DNS label)
+    namespace: pulumi.Input[str]
+    slots: list[SlotSpec]
+    active: str
+    replicas: Replicas
+    storage_class: pulumi.Input[str]
+    lb_source_cidrs: list[str]  # where the load balancer's traffic and health checks come from
+    hf_token_secret: Optional[pulumi.Input[str]] = None
+    ingress: Optional[IngressConfig] = None
+    waf_acl_arn: Optional[pulumi.Input[str]] = None
+    # Monitoring: the labels Prometheus selects monitors by, and what brings the CRDs.
+    prometheus_selector: Optional[dict[str, str]] = None
+    monitoring: Optional[pulumi.Resource] = None
+    load_balancer_controller: Optional[pulumi.Resource] = None
+
+
+class ModelService(pulumi.ComponentResource):
+    service_name: pulumi.Output[str]
+    deployments: dict[str, k8s.apps.v1.Deployment]
+
+    def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        # Named TgiService before the engines were split out: the alias keeps existing stacks'
+        # resources in place.
+        opts = (opts or pulumi.ResourceOptions()).merge(pulumi.ResourceOptions(
+            aliases=[pulumi.Alias(type_="llmserve:serving:TgiService")]))
+        super().__init__("llmserve:serving:ModelService", name, None, opts)
+        scope = Scope(parent=self, name=name, model=args.model, namespace=args.namespace,
+                      labels=model_labels(args.model))
+
+        account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=scope.metadata(args.model),
+                                             automount_service_account_token=False, opts=scope.opts())
+        cache = k8s.core.v1.PersistentVolumeClaim(f"{name}-cache", metadata=scope.metadata(
+            f"{args.model}-cache"), spec={
+            "accessModes": ["ReadWriteMany"],
+            "storageClassName": args.storage_class,
+            "resources": {"requests": {"storage": f"{tgi.cache_request_gib(max(s.plan.weights_bytes for s in args.slots))}Gi"}},
+        }, opts=scope.opts())
+
+        # The download Jobs start once they may reach DNS and the Hub (the namespace denies all).
+        network_policies.serving_policy(scope, args.lb_source_cidrs)
+        download_policy = network_policies.download_policy(scope)
+        self.deployments = {}
+        for spec in args.slots:
+            job = download_job(scope, spec, account, cache, download_policy, args.hf_token_secret)
+            self.deployments[spec.slot.slot] = workload = deployment(scope, spec, args.replicas,
+                                                                     account, cache, job)
+            if args.replicas.max > args.replicas.min:
+                scaling.autoscaler(scope, spec, args.replicas, workload)
+            scaling.disruption_budget(scope, spec)
+
+        service = exposure.service(scope, args.active)
+        self.service_name = service.metadata.name
+        if args.ingress is not None:
+            exposure.ingress(scope, args.ingress, service, args.waf_acl_arn, args.load_balancer_controller)
+        if args.prometheus_selector is not None:
+            pod_monitor(scope, args.prometheus_selector, args.monitoring)
+        self.register_outputs({"service": self.service_name})

@@ -1,0 +1,33 @@
+"""What the model service needs of each slot: the resolved settings, its plan, the locked commit
+and the instance types its pods may land on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import ModelConfig, Slot, StackConfig
+from ..planning.catalog import CATALOG, GpuInstance
+from ..planning.lock import Lock
+from ..planning.planner import Plan
+from ..planning.plans import Plans
+
+
+@dataclass
+class SlotSpec:
+    slot: Slot
+    plan: Plan
+    revision: str  # the commit the lock pinned
+    gated: bool
+    instances: list[GpuInstance]  # the instance types of its node group
+
+
+def slot_specs(model: ModelConfig, settings: StackConfig, plans: Plans, lock: Lock) -> list[SlotSpec]:
+    groups = {g.name: g for g in settings.gpu_node_groups}
+    specs = []
+    for s in model.resolved_slots():
+        entry = lock.find(s.id, s.revision)
+        specs.append(SlotSpec(slot=s, plan=plans[model.name][s.slot],
+                              # the commit the lock pinned, else what the config says
+                              revision=entry.revision or s.revision, gated=entry.gated,
+                              instances=[CATALOG[t] for t in groups[s.node_group].instance_types]))
+    return specs

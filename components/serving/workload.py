@@ -1,0 +1,89 @@
+"""The Deployment of a slot: TGI on the GPU nodes of its node group, sized by its plan, started
+once its download Job is done."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from ..config import Replicas
+from ..engines import tgi
+from ..infra.node_group import GPU_TOLERATION, NODE_GROUP_LABEL
+from .labels import MODEL_LABEL, SLOT_LABEL
+from .scope import Scope
+from .security import CHECKOV_SKIPS, SECRET_ENV_SKIP, checkov_skips, hardened, pod_security
+from .shared import API_KEY_KEY, API_KEY_SECRET
+from .slots import SlotSpec
+
+
+def slot_labels(scope: Scope, spec: SlotSpec) -> dict[str, str]:
+    return {**scope.labels, SLOT_LABEL: spec.slot.slot, "app.kubernetes.io/component": "server",
+            "app.kubernetes.io/version": tgi.image(spec.slot).rsplit(":", 1)[-1][:63]}
+
+
+def slot_selector(scope: Scope, slot: str) -> dict[str, str]:
+    return {MODEL_LABEL: scope.model, SLOT_LABEL: slot}
+
+
+def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.core.v1.ServiceAccount,
+               cache: k8s.core.v1.PersistentVolumeClaim, job: k8s.batch.v1.Job) -> k8s.apps.v1.Deployment:
+    slot, plan = spec.slot, spec.plan
+    labels, selector = slot_labels(scope, spec), slot_selector(scope, slot.slot)
+    resources = tgi.pod_resources(spec.instances, plan.num_shard)
+    env = [{"name": k, "value": v} for k, v in tgi.launcher_env(slot, plan, spec.revision).items()]
+    env.append({"name": API_KEY_KEY, "valueFrom": {"secretKeyRef": {
+        "name": API_KEY_SECRET, "key": API_KEY_KEY}}})
+    timeout = tgi.deployment_timeout_seconds(plan)
+    return k8s.apps.v1.Deployment(f"{scope.name}-{slot.slot}", metadata=scope.metadata(
+        f"{scope.model}-{slot.slot}", labels,
+        annotations=checkov_skips({**CHECKOV_SKIPS, **SECRET_ENV_SKIP}),
+    ), spec={
+        # With an autoscaler the replica count is its to set.
+        **({} if replicas.max > replicas.min else {"replicas": replicas.min}),
+        "selector": {"matchLabels": selector},
+        # No spare GPU node is assumed: replace pods one at a time instead of surging.
+        # Model changes without downtime go through a second slot (blue-green).
+        "strategy": {"type": "RollingUpdate",
+                     "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+        "template": {"metadata": {"labels": labels}, "spec": {
+            "serviceAccountName": account.metadata.name,
+            "automountServiceAccountToken": False,
+            "securityContext": pod_security(),
+            "terminationGracePeriodSeconds": tgi.TERMINATION_GRACE_SECONDS,
+            "tolerations": [GPU_TOLERATION],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{
+                    "key": NODE_GROUP_LABEL, "operator": "In", "values": [slot.node_group]}]}]}}},
+            "topologySpreadConstraints": [
+                {"maxSkew": 1, "topologyKey": key, "whenUnsatisfiable": "ScheduleAnyway",
+                 "labelSelector": {"matchLabels": selector}}
+                for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")],
+            "containers": [hardened({
+                "name": "tgi",
+                "image": tgi.image(slot),
+                "imagePullPolicy": "IfNotPresent",
+                "env": env,
+                "ports": [{"name": "http", "containerPort": tgi.HTTP_PORT, "protocol": "TCP"},
+                          {"name": "metrics", "containerPort": tgi.METRICS_PORT, "protocol": "TCP"}],
+                "resources": {
+                    "requests": {"cpu": resources.cpu_request, "memory": resources.memory,
+                                 "nvidia.com/gpu": str(plan.num_shard)},
+                    "limits": {"cpu": resources.cpu_limit, "memory": resources.memory,
+                               "nvidia.com/gpu": str(plan.num_shard)},
+                },
+                **tgi.probes(plan),
+                # Keep serving while the load balancer deregisters the pod, then TGI drains.
+                "lifecycle": {"preStop": {"sleep": {"seconds": tgi.PRESTOP_SECONDS}}},
+                "volumeMounts": [{"name": "cache", "mountPath": tgi.CACHE_PATH},
+                                 {"name": "shm", "mountPath": "/dev/shm"}],
+            })],
+            "volumes": [
+                {"name": "cache", "persistentVolumeClaim": {"claimName": cache.metadata.name}},
+                # NCCL between shards needs shared memory (docs/tgi.md).
+                {"name": "shm", "emptyDir": {"medium": "Memory",
+                                             "sizeLimit": f"{tgi.shm_size_gib(plan.num_shard)}Gi"}},
+            ],
+        }},
+    }, opts=scope.opts(
+        depends_on=[job],
+        custom_timeouts=pulumi.CustomTimeouts(create=f"{timeout}s", update=f"{timeout}s")))

@@ -1,0 +1,129 @@
+"""Bad input through the front door: `render` of a broken stack file exits 2, names the setting
+and what is allowed, prints no traceback and writes nothing. One row per mistake a platform
+engineer makes."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.__main__ import main
+
+from ..conftest import ROOT, cli
+
+DEV = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+
+
+def model(**changes):
+    return lambda c: c["llmserve:models"][0].update(changes)
+
+
+def group(**changes):
+    return lambda c: c["llmserve:gpuNodeGroups"][0].update(changes)
+
+
+def cluster(**changes):
+    return lambda c: c["llmserve:cluster"].update(changes)
+
+
+def vpc(**changes):
+    return lambda c: c["llmserve:cluster"]["vpc"].update(changes)
+
+
+def setting(key, value):
+    return lambda c: c.update({f"llmserve:{key}": value})
+
+
+INGRESS = {"domain": "llm.example.com", "allowedCidrs": ["10.0.0.0/8"],
+           "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-0000-0000-000000000000"}
+
+CASES = [
+    # types
+    (group(minSize="two"), "gpuNodeGroups[0].minSize: 'two' is not allowed: input should be a valid integer"),
+    (cluster(kubernetesVersion=1.35), "cluster.kubernetesVersion: write the version as a string in quotes"),
+    (setting("models", {"name": "x"}), "models: {'name': 'x'} is not allowed: input should be a valid list"),
+    (setting("apiKey", {"nested": "value"}), "apiKey: must be a non-empty string"),
+    # ranges
+    (group(diskSizeGiB=50), "gpuNodeGroups[0].diskSizeGiB: 50 is not allowed: input should be greater than or equal to 100"),
+    (vpc(azCount=1), "cluster.vpc.azCount: 1 is not allowed: input should be greater than or equal to 2"),
+    (vpc(cidr="10.0.0.0/8"), "cluster.vpc.cidr: '10.0.0.0/8': the prefix must be /16 to /20"),
+    (model(replicas={"min": 0, "max": 2}), "models[0].replicas.min: 0 is not allowed"),
+    (cluster(logRetentionDays=45), "cluster.logRetentionDays: 45 is not one of 1, 3, 5, 7, 14, 30, 60, 90"),
+    # enumerations
+    (model(quantize="int4"), "models[0].quantize: 'int4' is not one of awq, compressed-tensors, eetq, exl2, gptq, marlin"),
+    (group(capacityType="RESERVED"), "gpuNodeGroups[0].capacityType: 'RESERVED' is not one of ON_DEMAND, SPOT"),
+    (setting("storage", {"throughputMode": "max-io"}), "storage.throughputMode: 'max-io' is not one of elastic, bursting, provisioned"),
+    (group(amiType="AL2_x86_64_GPU"), "gpuNodeGroups[0].amiType: 'AL2_x86_64_GPU' is not one of AL2023_x86_64_NVIDIA, BOTTLEROCKET_x86_64_NVIDIA"),
+    # unsupported versions and wrong instance types
+    (cluster(kubernetesVersion="1.34"), "cluster.kubernetesVersion: '1.34' is not one of 1.35, 1.36"),
+    (group(instanceTypes=["m7i.large"]), "gpuNodeGroups[0].instanceTypes[0]: 'm7i.large' is not a GPU instance type of the catalog"),
+    (setting("systemNodeGroup", {"instanceTypes": ["p5.48xlarge"]}), "systemNodeGroup.instanceTypes[0]: 'p5.48xlarge' is a GPU instance"),
+    (model(image="ghcr.io/huggingface/text-generation-inference:latest"), "models[0].image: 'ghcr.io/huggingface/text-generation-inference:latest' is not pinned"),
+    # cross-field rules
+    (group(desiredSize=5), "gpuNodeGroups[0].desiredSize: 5 must be between minSize (0) and maxSize (2)"),
+    (model(dtype="float16", quantize="awq"), "models[0].dtype: cannot be set together with quantize 'awq'"),
+    (model(maxInputTokens=9000), "models[0].maxInputTokens: 9000 must be less than maxTotalTokens (8192)"),
+    (setting("storage", {"throughputMode": "provisioned"}), "storage.provisionedThroughputMibps: required with throughputMode 'provisioned'"),
+    (vpc(id="vpc-0123456789abcdef0"), "cluster.vpc: set either cidr (a new VPC) or id (an existing VPC), not both"),
+    (model(slots={"blue": {}, "green": {}}), "models[0].active: required with two slots"),
+    # unknown keys
+    (setting("modle", []), "modle: unknown setting; allowed here: addons, cluster, gpuNodeGroups, ingress"),
+    (model(replica=2), "models[0].replica: unknown setting; allowed here:"),
+    (cluster(publicAcessCidrs=["10.0.0.0/8"]), "cluster.publicAcessCidrs: unknown setting; allowed here: adminRoleArns"),
+    # names that clash or do not resolve
+    (lambda c: c["llmserve:models"].append({**c["llmserve:models"][0]}), "models[1].name: 'qwen-7b' is used twice"),
+    (group(name="system"), "gpuNodeGroups[0].name: 'system' is the name of the system node group"),
+    (model(nodeGroup="h100"), "models[0].nodeGroup: 'h100' is not one of gpu-24g"),
+    (model(name="Qwen_7B"), "models[0].name: 'Qwen_7B' is not a DNS-1123 label"),
+    # security
+    (cluster(publicAccessCidrs=["0.0.0.0/0"]), "cluster.publicAccessCidrs[0]: '0.0.0.0/0' opens the Kubernetes API to the whole internet"),
+    (setting("ingress", {**INGRESS, "allowedCidrs": []}), "ingress.allowedCidrs: [] is not allowed"),
+    (setting("ingress", {**INGRESS, "certificateArn": "my-cert"}), "ingress.certificateArn: 'my-cert' is not an ACM certificate ARN"),
+    # models that cannot work
+    (model(id="Qwen/Qwen2.5-72B-Instruct"), "models[0]: Qwen/Qwen2.5-72B-Instruct does not fit node group gpu-24g"),
+    (model(id="acme/not-locked"), "models[0].id: acme/not-locked is not in models.lock.yaml: run `python -m components lock --stack bad`"),
+    (model(maxTotalTokens=65536, maxInputTokens=4096), "models[0]: Qwen/Qwen2.5-7B-Instruct does not fit node group gpu-24g"),
+    (model(revision="0" * 40), "models[0].revision: Qwen/Qwen2.5-7B-Instruct at '0000000000000000000000000000000000000000' is not in models.lock.yaml (locked: 'main')"),
+    (model(revision="v2"), "models[0].revision: Qwen/Qwen2.5-7B-Instruct at 'v2' is not in models.lock.yaml (locked: 'main'): run `python -m components lock --stack bad`"),
+    (setting("addons", {"gpuTimeSlicingReplicas": 1}), "addons.gpuTimeSlicingReplicas: 1 is not allowed"),
+]
+
+
+def _write(tmp_path: Path, change) -> Path:
+    doc = copy.deepcopy(DEV)
+    change(doc["config"])
+    path = tmp_path / "Pulumi.bad.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_there_are_enough_cases():
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize("change,expected", CASES, ids=[c[1].split(":")[0] for c in CASES])
+def test_render_refuses_bad_input(tmp_path, capsys, change, expected):
+    out = tmp_path / "out"
+    code = main(["render", "--stack", "bad", "--config-file", str(_write(tmp_path, change)),
+                 "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert expected in captured.err, captured.err
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert not out.exists()
+
+
+def test_exit_code_and_stderr_of_the_real_command(tmp_path):
+    """The same through a real process: exit status 2, one line per error, nothing written."""
+    stack = _write(tmp_path, lambda c: (model(quantize="int4")(c), group(capacityType="RESERVED")(c)))
+    out = tmp_path / "out"
+    result = cli("render", "--stack", "bad", "--config-file", str(stack), "--out", str(out))
+    assert result.returncode == 2
+    lines = [line.strip() for line in result.stderr.splitlines()]
+    assert lines[0] == "error: invalid stack configuration:"
+    assert any(line.startswith("gpuNodeGroups[0].capacityType:") for line in lines)
+    assert any(line.startswith("models[0].quantize:") for line in lines)
+    assert "Traceback" not in result.stderr and not out.exists()

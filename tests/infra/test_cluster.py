@@ -1,0 +1,130 @@
+"""Cluster: endpoint access, encryption, logs, IAM, add-ons and their order, kubeconfig, provider."""
+
+from __future__ import annotations
+
+import json
+
+from components.offline import mockrun
+
+from ..conftest import inputs, names, run_settings
+
+CLUSTER = "aws:eks/cluster:Cluster"
+ADDON = "aws:eks/addon:Addon"
+
+
+def test_endpoint_is_private_with_public_access_only_from_configured_cidrs(dev_run, prod_run):
+    vpc = inputs(prod_run, CLUSTER)["vpcConfig"]
+    assert vpc["endpointPrivateAccess"] is True
+    assert vpc["endpointPublicAccess"] is True
+    assert vpc["publicAccessCidrs"] == ["198.51.100.10/32", "198.51.100.11/32"]
+    assert inputs(dev_run, CLUSTER)["vpcConfig"]["publicAccessCidrs"] == ["203.0.113.0/24"]
+
+
+def test_no_cidrs_means_a_private_only_endpoint(dev_settings):
+    dev_settings["cluster"]["publicAccessCidrs"] = []
+    vpc = inputs(run_settings(dev_settings), CLUSTER)["vpcConfig"]
+    assert vpc["endpointPublicAccess"] is False and vpc["endpointPrivateAccess"] is True
+    assert "publicAccessCidrs" not in vpc
+
+
+def test_cluster_settings(prod_run):
+    c = inputs(prod_run, CLUSTER)
+    assert c["name"] == "llmserve-prod" and c["version"] == "1.35"
+    key = prod_run.one("aws:kms/key:Key")
+    assert key.inputs["enableKeyRotation"] is True
+    assert c["encryptionConfig"] == {"resources": ["secrets"],
+                                     "provider": {"keyArn": mockrun.reveal(c["encryptionConfig"]["provider"]["keyArn"])}}
+    assert c["encryptionConfig"]["provider"]["keyArn"].startswith("arn:aws:kms:")
+    assert c["enabledClusterLogTypes"] == ["api", "audit", "authenticator"]
+    assert c["accessConfig"] == {"authenticationMode": "API",
+                                 "bootstrapClusterCreatorAdminPermissions": True}
+    assert c["bootstrapSelfManagedAddons"] is False
+    assert c["upgradePolicy"] == {"supportType": "STANDARD"}
+    assert c["deletionProtection"] is True
+
+
+def test_control_plane_logs_have_a_retention_and_exist_first(dev_run):
+    logs = dev_run.one("aws:cloudwatch/logGroup:LogGroup")
+    assert logs.inputs["name"] == "/aws/eks/llmserve-dev/cluster"
+    assert logs.inputs["retentionInDays"] == 14
+    assert logs.name in names(dev_run.one(CLUSTER).dependencies)
+
+
+def test_cluster_role_is_trusted_by_eks_and_may_use_only_its_key(dev_run):
+    roles = {r.name: mockrun.reveal(r.inputs) for r in dev_run.of_type("aws:iam/role:Role")}
+    trust = json.loads(roles["llmserve-dev-cluster-role"]["assumeRolePolicy"])
+    assert trust["Statement"][0]["Principal"] == {"Service": "eks.amazonaws.com"}
+    assert trust["Statement"][0]["Action"] == ["sts:AssumeRole", "sts:TagSession"]
+    kms = json.loads(inputs(dev_run, "aws:iam/rolePolicy:RolePolicy", "llmserve-dev-cluster-kms")["policy"])
+    key_arn = inputs(dev_run, CLUSTER)["encryptionConfig"]["provider"]["keyArn"]
+    assert kms["Statement"][0]["Resource"] == key_arn
+    attached = {a.inputs["policyArn"].rsplit("/", 1)[-1]
+                for a in dev_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert {"AmazonEKSClusterPolicy", "AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
+            "AmazonEC2ContainerRegistryPullOnly", "AmazonEFSCSIDriverPolicy",
+            "AmazonEBSCSIDriverPolicy"} == attached
+
+
+def test_managed_addons_and_their_order(dev_run):
+    addons = {a.inputs["addonName"]: a for a in dev_run.of_type(ADDON)}
+    assert set(addons) == {"vpc-cni", "kube-proxy", "eks-pod-identity-agent", "coredns",
+                           "aws-efs-csi-driver", "aws-ebs-csi-driver"}
+    # NetworkPolicy objects are enforced only with the VPC CNI's network policy agent.
+    assert json.loads(addons["vpc-cni"].inputs["configurationValues"]) == {"enableNetworkPolicy": "true"}
+    for ng in dev_run.of_type("aws:eks/nodeGroup:NodeGroup"):
+        # Networking and credentials before nodes join; the node role's policies attached first.
+        assert {addons[a].name for a in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")} \
+            <= names(ng.dependencies)
+        assert {"llmserve-dev-node-AmazonEKSWorkerNodePolicy", "llmserve-dev-node-AmazonEKS_CNI_Policy"} \
+            <= names(ng.dependencies)
+    # CoreDNS and the EFS CSI controller need nodes to run on.
+    for addon in ("coredns", "aws-efs-csi-driver", "aws-ebs-csi-driver"):
+        assert "llmserve-dev-system-ng" in names(addons[addon].dependencies)
+
+
+def test_admin_roles_get_cluster_admin_access_entries(dev_settings):
+    arn = "arn:aws:iam::123456789012:role/platform-ci"
+    dev_settings["cluster"]["adminRoleArns"] = [arn]
+    run = run_settings(dev_settings)
+    entry = inputs(run, "aws:eks/accessEntry:AccessEntry")
+    assert entry["principalArn"] == arn and entry["type"] == "STANDARD"
+    assoc = inputs(run, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert assoc["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+    assert assoc["accessScope"] == {"type": "cluster"}
+
+
+def test_kubeconfig_uses_aws_eks_get_token_and_is_a_secret(dev_run):
+    assert mockrun.is_secret(dev_run.outputs["kubeconfig"])
+    kubeconfig = json.loads(mockrun.reveal(dev_run.outputs["kubeconfig"], mask=False))
+    cluster = dev_run.one(CLUSTER)
+    [entry] = kubeconfig["clusters"]
+    assert entry["cluster"]["server"].startswith("https://") and entry["cluster"]["server"].endswith(
+        ".gr7.us-east-1.eks.amazonaws.com")
+    [user] = kubeconfig["users"]
+    assert user["user"]["exec"]["command"] == "aws"
+    assert user["user"]["exec"]["args"] == ["--region", "us-east-1", "eks", "get-token",
+                                            "--cluster-name", "llmserve-dev", "--output", "json"]
+    assert cluster.inputs["name"] == "llmserve-dev"
+    assert dev_run.outputs["clusterName"] == "llmserve-dev"
+
+
+def test_every_kubernetes_resource_uses_the_clusters_provider(dev_run, prod_run):
+    for run in (dev_run, prod_run):
+        provider = run.one("pulumi:providers:kubernetes")
+        assert mockrun.is_secret(provider.inputs["kubeconfig"])
+        k8s = [r for r in run.resources if r.custom and r.type.startswith("kubernetes:")]
+        assert k8s
+        for r in k8s:
+            assert r.provider.startswith(provider.urn + "::"), (r.type, r.name, r.provider)
+
+
+def test_encrypted_gp3_is_the_default_block_storage(dev_run):
+    sc = mockrun.reveal(next(r for r in dev_run.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
+                             if r.inputs["metadata"]["name"] == "gp3").inputs)
+    assert sc["provisioner"] == "ebs.csi.aws.com"
+    assert sc["parameters"] == {"type": "gp3", "encrypted": "true"}
+    assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
+    addon = next(a for a in dev_run.of_type(ADDON) if a.inputs["addonName"] == "aws-ebs-csi-driver")
+    [assoc] = mockrun.reveal(addon.inputs["podIdentityAssociations"])
+    assert assoc["serviceAccount"] == "ebs-csi-controller-sa"

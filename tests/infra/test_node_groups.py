@@ -1,0 +1,74 @@
+"""GPU and system node groups: AMI, taint, labels, launch template, capacity and scaling."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.offline import mockrun
+
+from ..conftest import run_settings
+
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+
+
+def _group(run, name):
+    ng = mockrun.reveal(run.one(NODE_GROUP, f"{name}-ng").inputs)
+    lt = run.one(LAUNCH_TEMPLATE, f"{name}-lt")
+    return ng, lt
+
+
+def test_gpu_node_group(dev_run):
+    ng, lt = _group(dev_run, "llmserve-dev-gpu-24g")
+    assert ng["amiType"] == "AL2023_x86_64_NVIDIA"
+    assert ng["instanceTypes"] == ["g6.xlarge", "g5.xlarge"]
+    assert ng["capacityType"] == "SPOT"
+    assert ng["scalingConfig"] == {"minSize": 0, "desiredSize": 1, "maxSize": 2}
+    assert ng["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+    # The autoscaler's AWS provider knows GPU nodes by the accelerator label.
+    assert ng["labels"] == {"llmserve/node-group": "gpu-24g", "k8s.amazonaws.com/accelerator": "nvidia"}
+    assert ng["nodeRepairConfig"] == {"enabled": True}
+    assert ng["launchTemplate"] == {"id": lt.id, "version": "1"}
+    private = [s.id for s in dev_run.of_type("aws:ec2/subnet:Subnet") if "-private-" in s.name]
+    assert sorted(ng["subnetIds"]) == sorted(private)
+
+
+def test_launch_template_requires_imdsv2_with_hop_limit_1_and_sizes_the_root_volume(dev_run):
+    _, lt = _group(dev_run, "llmserve-dev-gpu-24g")
+    assert lt.inputs["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
+                                            "httpPutResponseHopLimit": 1}
+    [disk] = lt.inputs["blockDeviceMappings"]
+    assert disk["deviceName"] == "/dev/xvda"
+    assert disk["ebs"]["volumeSize"] == 100
+    assert disk["ebs"]["volumeType"] == "gp3" and disk["ebs"]["encrypted"] == "true"
+
+
+def test_bottlerocket_sizes_its_data_volume(dev_settings):
+    dev_settings["gpuNodeGroups"][0]["amiType"] = "BOTTLEROCKET_x86_64_NVIDIA"
+    run = run_settings(dev_settings)
+    ng, lt = _group(run, "llmserve-test-gpu-24g")
+    assert ng["amiType"] == "BOTTLEROCKET_x86_64_NVIDIA"
+    assert lt.inputs["blockDeviceMappings"][0]["deviceName"] == "/dev/xvdb"
+
+
+def test_autoscaler_owns_desired_size(dev_run):
+    for ng in dev_run.of_type(NODE_GROUP):
+        assert ng.ignore_changes == ["scalingConfig.desiredSize"]
+
+
+def test_system_node_group_is_small_on_demand_and_untainted(prod_run):
+    ng, lt = _group(prod_run, "llmserve-prod-system")
+    assert ng["amiType"] == "AL2023_x86_64_STANDARD"
+    assert ng["capacityType"] == "ON_DEMAND"
+    assert ng["instanceTypes"] == ["m7i.xlarge"]
+    assert ng["scalingConfig"] == {"minSize": 3, "desiredSize": 3, "maxSize": 6}
+    assert "taints" not in ng
+    assert ng["labels"] == {"llmserve/node-group": "system"}
+    assert lt.inputs["metadataOptions"]["httpPutResponseHopLimit"] == 1
+
+
+@pytest.mark.parametrize("group,instance", [("l40s", "g6e.xlarge"), ("l40s-x4", "g6e.12xlarge")])
+def test_prod_gpu_groups_are_on_demand(prod_run, group, instance):
+    ng, lt = _group(prod_run, f"llmserve-prod-{group}")
+    assert ng["capacityType"] == "ON_DEMAND" and ng["instanceTypes"] == [instance]
+    assert ng["labels"] == {"llmserve/node-group": group, "k8s.amazonaws.com/accelerator": "nvidia"}

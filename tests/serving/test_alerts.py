@@ -1,0 +1,174 @@
+"""The alerts, as rendered, checked and unit-tested by promtool with synthetic series: each fires
+when it should and stays quiet when it should. And the dashboard's signals."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from components.config import AlertThresholds
+from components.offline import mockrun
+from components.serving import alerts, dashboards
+
+from ..conftest import TGI
+
+TGI_METRICS = {m for kind in TGI["metrics"].values() for m in kind}
+HISTOGRAMS = set(TGI["metrics"]["histograms"])
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None and not __import__("os").environ.get("CI"),
+    reason="promtool (Debian package prometheus) is not installed; .ci/run installs it")
+
+M = 'namespace="llm", model="qwen-7b"'
+
+
+def _rules(run) -> dict:
+    rule = next(r for r in run.resources if r.type.endswith(":PrometheusRule"))
+    return mockrun.reveal(rule.inputs)["spec"]
+
+
+def _expand(text: str, labels: dict) -> str:
+    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m[1]], text)
+
+
+def _expected(rules: dict, name: str, labels: dict) -> dict:
+    rule = next(r for g in rules["groups"] for r in g["rules"] if r["alert"] == name)
+    return {"exp_labels": {**labels, **rule["labels"]},
+            "exp_annotations": {k: _expand(v, labels) for k, v in rule["annotations"].items()}}
+
+
+def _histogram(metric: str, slow_bucket: str, series_labels: str) -> list[dict]:
+    """Requests that all fall in the bucket above `slow_bucket`, or below it."""
+    return [
+        {"series": f'{metric}_bucket{{{series_labels}, le="{slow_bucket}"}}', "values": "0+0x40"},
+        {"series": f'{metric}_bucket{{{series_labels}, le="100"}}', "values": "0+10x40"},
+        {"series": f'{metric}_bucket{{{series_labels}, le="+Inf"}}', "values": "0+10x40"},
+    ]
+
+
+def _fast(metric: str, fast_bucket: str, series_labels: str) -> list[dict]:
+    return [
+        {"series": f'{metric}_bucket{{{series_labels}, le="{fast_bucket}"}}', "values": "0+10x40"},
+        {"series": f'{metric}_bucket{{{series_labels}, le="100"}}', "values": "0+10x40"},
+        {"series": f'{metric}_bucket{{{series_labels}, le="+Inf"}}', "values": "0+10x40"},
+    ]
+
+
+CASES = {  # alert: (firing series, quiet series, labels of the alert, eval time)
+    "TGIHighRequestLatency": (_histogram("tgi_request_duration", "1", M), _fast("tgi_request_duration", "1", M),
+                              {"namespace": "llm", "model": "qwen-7b"}, "20m"),
+    "TGIQueueBacklog": ([{"series": f"tgi_queue_size{{{M}, pod=\"p1\"}}", "values": "120x40"}],
+                        [{"series": f"tgi_queue_size{{{M}, pod=\"p1\"}}", "values": "5x40"}],
+                        {"namespace": "llm", "model": "qwen-7b"}, "20m"),
+    "TGIRequestFailures": ([{"series": f"tgi_request_count{{{M}}}", "values": "0+100x40"},
+                            {"series": f'tgi_request_failure{{{M}, err="generation"}}', "values": "0+20x40"}],
+                           # client mistakes (validation) are not the server failing
+                           [{"series": f"tgi_request_count{{{M}}}", "values": "0+100x40"},
+                            {"series": f'tgi_request_failure{{{M}, err="validation"}}', "values": "0+50x40"}],
+                           {"namespace": "llm", "model": "qwen-7b"}, "20m"),
+    "TGISlowTokenGeneration": (_histogram("tgi_request_mean_time_per_token_duration", "0.05", M),
+                               _fast("tgi_request_mean_time_per_token_duration", "0.05", M),
+                               {"namespace": "llm", "model": "qwen-7b"}, "30m"),
+    "TGINoReadyReplicas": ([{"series": 'kube_deployment_status_replicas_available{namespace="llm", deployment="qwen-7b-blue"}', "values": "0x40"},
+                            {"series": 'kube_deployment_spec_replicas{namespace="llm", deployment="qwen-7b-blue"}', "values": "1x40"}],
+                           [{"series": 'kube_deployment_status_replicas_available{namespace="llm", deployment="qwen-7b-blue"}', "values": "1x40"},
+                            {"series": 'kube_deployment_spec_replicas{namespace="llm", deployment="qwen-7b-blue"}', "values": "1x40"}],
+                           {"namespace": "llm", "deployment": "qwen-7b-blue"}, "20m"),
+    "GPUSaturated": ([{"series": 'DCGM_FI_DEV_GPU_UTIL{Hostname="ip-10-0-1-1", gpu="0"}', "values": "100x40"}],
+                     [{"series": 'DCGM_FI_DEV_GPU_UTIL{Hostname="ip-10-0-1-1", gpu="0"}', "values": "60x40"}],
+                     {"Hostname": "ip-10-0-1-1", "gpu": "0"}, "35m"),
+    "GPUXidError": ([{"series": 'DCGM_FI_DEV_XID_ERRORS{Hostname="ip-10-0-1-1", gpu="0"}', "values": "79x40"}],
+                    [{"series": 'DCGM_FI_DEV_XID_ERRORS{Hostname="ip-10-0-1-1", gpu="0"}', "values": "0x40"}],
+                    {"Hostname": "ip-10-0-1-1", "gpu": "0"}, "5m"),
+}
+
+
+@pytest.fixture
+def rules_file(dev_run, tmp_path):
+    rules = _rules(dev_run)
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    return rules, path
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess:
+    assert PROMTOOL, "promtool is required (apt-get install prometheus)"
+    return subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=120)
+
+
+@needs_promtool
+def test_rules_pass_promtool_check(rules_file):
+    _, path = rules_file
+    result = _promtool("check", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "7 rules found" in result.stdout
+
+
+def test_every_alert_has_a_case_severity_summary_and_runbook(dev_run):
+    rules = [r for g in _rules(dev_run)["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in rules} == set(CASES)
+    for r in rules:
+        assert r["labels"]["severity"] in ("warning", "critical")
+        assert r["annotations"]["summary"] and r["annotations"]["runbook_url"].startswith("docs/runbook.md#")
+
+
+@needs_promtool
+@pytest.mark.parametrize("alert", sorted(CASES))
+def test_alert_fires_when_it_should_and_stays_quiet_otherwise(rules_file, tmp_path, alert):
+    rules, path = rules_file
+    firing, quiet, labels, at = CASES[alert]
+    tests = {"rule_files": [str(path)], "evaluation_interval": "1m", "tests": [
+        {"interval": "1m", "input_series": firing, "alert_rule_test": [
+            {"eval_time": at, "alertname": alert, "exp_alerts": [_expected(rules, alert, labels)]}]},
+        {"interval": "1m", "input_series": quiet, "alert_rule_test": [
+            {"eval_time": at, "alertname": alert, "exp_alerts": []}]},
+    ]}
+    test_file = tmp_path / "test.yaml"
+    test_file.write_text(yaml.safe_dump(tests))
+    result = _promtool("test", "rules", str(test_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _tgi_metrics(text: str) -> set[str]:
+    """TGI metric names used in text; a histogram's _bucket/_sum/_count series count as it."""
+    names = set()
+    for m in re.findall(r"\btgi_[a-z_]+", text):
+        base = re.sub(r"_(bucket|sum|count)$", "", m)
+        names.add(base if base in HISTOGRAMS else m)
+    return names
+
+
+def test_only_real_tgi_metrics_are_used(dev_run):
+    used = _tgi_metrics(yaml.safe_dump(_rules(dev_run))) | _tgi_metrics(str(dashboards.dashboard("llm")))
+    assert used >= {"tgi_request_duration", "tgi_queue_size", "tgi_request_count", "tgi_request_failure",
+                    "tgi_request_mean_time_per_token_duration", "tgi_batch_current_size",
+                    "tgi_request_generated_tokens"}
+    for metric in used:
+        assert metric in TGI_METRICS, metric
+        assert not metric.endswith(("_seconds", "_total"))
+
+
+def test_dashboard_shows_what_on_call_needs(dev_run):
+    cm = next(r for r in dev_run.of_type("kubernetes:core/v1:ConfigMap") if r.inputs["metadata"]["name"] == "llmserve-dashboard")
+    assert cm.inputs["metadata"]["labels"] == {"grafana_dashboard": "1"}
+    import json
+    board = json.loads(cm.inputs["data"]["llmserve-tgi.json"])
+    titles = {p["title"] for p in board["panels"]}
+    assert titles == {"Requests per second", "Request latency", "Queue size", "Batch size",
+                      "Generated tokens per second", "Time per output token", "GPU utilization",
+                      "GPU memory used"}
+    exprs = " ".join(t["expr"] for p in board["panels"] for t in p["targets"])
+    assert "DCGM_FI_DEV_GPU_UTIL" in exprs and "DCGM_FI_DEV_FB_USED" in exprs
+
+
+def test_thresholds_come_from_config():
+    thresholds = AlertThresholds.model_validate({"p95LatencySeconds": 12, "queueSize": 7})
+    groups = alerts.rule_groups(thresholds, "llm", "https://x/runbook.md")
+    exprs = {r["alert"]: r["expr"] for g in groups for r in g["rules"]}
+    assert exprs["TGIHighRequestLatency"].endswith("> 12.0")
+    assert exprs["TGIQueueBacklog"].endswith("> 7")
+    assert groups[0]["rules"][0]["annotations"]["runbook_url"] == "https://x/runbook.md#tgihighrequestlatency"

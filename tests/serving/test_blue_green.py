@@ -1,0 +1,87 @@
+"""Blue-green slots: both run while configured, the Service selects the active one, the three commits of a rollout."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from components.config import ConfigError
+from components.offline import mockrun
+from components.planning.lock import LockEntry
+from components.planning.plans import plan_models
+from components.serving.labels import download_job_name
+from components.serving.model_service import ModelService, ModelServiceArgs
+from components.serving.slots import slot_specs
+
+from ..conftest import run_settings, validate_settings
+from .helpers import DEPLOYMENT, JOB, LOCK, container, env, manifest
+
+
+def _blue_green(settings: dict, active: str) -> dict:
+    model = settings["models"][0]
+    model["slots"] = {"blue": {}, "green": {"image": "ghcr.io/huggingface/text-generation-inference:3.3.6",
+                                           "maxTotalTokens": 16384}}
+    model["active"] = active
+    return settings
+
+
+def test_both_slots_run_while_configured_and_the_service_selects_the_active_one(dev_settings):
+    run = run_settings(_blue_green(dev_settings, "green"))
+    deployments = {r.inputs["metadata"]["name"]: mockrun.reveal(r.inputs) for r in run.of_type(DEPLOYMENT)}
+    assert set(deployments) == {"qwen-7b-blue", "qwen-7b-green"}
+    assert container(deployments["qwen-7b-green"])["image"].endswith(":3.3.6")
+    assert env(container(deployments["qwen-7b-green"]))["MAX_TOTAL_TOKENS"] == "16384"
+    assert env(container(deployments["qwen-7b-blue"]))["MAX_TOTAL_TOKENS"] == "8192"
+    assert manifest(run, "kubernetes:core/v1:Service")["spec"]["selector"]["llmserve/slot"] == "green"
+    assert len(run.of_type("kubernetes:policy/v1:PodDisruptionBudget")) == 2
+
+
+def test_the_three_commits_of_a_rollout(dev_settings):
+    """add green (blue stays active and unchanged), switch, remove blue."""
+    before = run_settings(copy.deepcopy(dev_settings))
+    step1 = run_settings(_blue_green(copy.deepcopy(dev_settings), "blue"))
+    blue = lambda run: manifest(run, DEPLOYMENT, "qwen-7b-blue")  # noqa: E731
+    assert blue(step1) == blue(before)  # same name, same spec: no restart of what serves
+    step2 = run_settings(_blue_green(copy.deepcopy(dev_settings), "green"))
+    assert manifest(step2, "kubernetes:core/v1:Service")["spec"]["selector"]["llmserve/slot"] == "green"
+    three = _blue_green(copy.deepcopy(dev_settings), "green")
+    del three["models"][0]["slots"]["blue"]
+    step3 = run_settings(three)
+    assert [r.inputs["metadata"]["name"] for r in step3.of_type(DEPLOYMENT)] == ["qwen-7b-green"]
+
+
+def test_blue_green_across_two_revisions_of_one_repo(dev_settings):
+    """Green runs a newer commit of the same repo: its own lock entry, download Job and REVISION."""
+    dev_settings["models"][0].update(slots={"blue": {}, "green": {"revision": "v2"}}, active="blue")
+    settings = validate_settings(dev_settings)
+    model = settings.models[0]
+    blue = LOCK.models[model.id]
+    green = LockEntry(**{**blue.model_dump(), "revision": "b" * 40, "requested_revision": "v2"})
+    lock = LOCK.with_entry(model.id, green)
+    assert set(lock.models) >= {model.id, f"{model.id}@v2"}
+    plans, errors = plan_models(settings, lock, "test")
+    assert errors == []
+
+    def program():
+        ModelService("svc", ModelServiceArgs(
+            model=model.name, namespace="llm", slots=slot_specs(model, settings, plans, lock),
+            active="blue", replicas=model.replicas, storage_class="efs-model-cache", lb_source_cidrs=[]))
+
+    run = mockrun.run_mocked(program, "test", {})
+    revisions = {r.inputs["metadata"]["name"]: env(container(mockrun.reveal(r.inputs)))["REVISION"]
+                 for r in run.of_type(DEPLOYMENT)}
+    assert revisions == {"qwen-7b-blue": blue.revision, "qwen-7b-green": "b" * 40}
+    jobs = {r.inputs["metadata"]["name"] for r in run.of_type(JOB)}
+    assert jobs == {download_job_name("qwen-7b", model.id, blue.revision),
+                    download_job_name("qwen-7b", model.id, "b" * 40)}
+
+
+def test_slot_errors_name_the_slot(dev_settings):
+    settings = _blue_green(dev_settings, "red")
+    with pytest.raises(ConfigError, match=r"models\[0\]\.active: 'red' is not one of blue, green"):
+        validate_settings(settings)
+    settings["models"][0]["active"] = "green"
+    settings["models"][0]["slots"]["green"]["nodeGroup"] = "h100"
+    with pytest.raises(ConfigError, match=r"models\[0\]\.slots\.green\.nodeGroup: 'h100' is not one of gpu-24g"):
+        validate_settings(settings)

@@ -1,0 +1,28 @@
+"""The autoscaler and the disruption budget of each slot."""
+
+from __future__ import annotations
+
+from ..conftest import run_settings
+from .helpers import DEPLOYMENT, manifest
+
+
+def test_hpa_scales_on_tgi_queue_size(prod_run):
+    hpa = manifest(prod_run, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "qwen-14b-blue")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 6)
+    assert hpa["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": "tgi_queue_size"},
+                                                         "target": {"type": "AverageValue", "averageValue": "10"}}}]
+    assert hpa["behavior"]["scaleUp"]["policies"] and hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] >= 300
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "qwen-14b-blue"}
+    assert "replicas" not in manifest(prod_run, DEPLOYMENT, "qwen-14b-blue")["spec"]  # the HPA's
+
+
+def test_fixed_replicas_need_no_hpa(dev_settings):
+    dev_settings["models"][0]["replicas"] = {"min": 2, "max": 2}
+    run = run_settings(dev_settings)
+    assert run.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler") == []
+    assert manifest(run, DEPLOYMENT)["spec"]["replicas"] == 2
+
+
+def test_pdb_lets_drains_proceed_one_pod_at_a_time(dev_run):
+    pdb = manifest(dev_run, "kubernetes:policy/v1:PodDisruptionBudget")["spec"]
+    assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": {"llmserve/model": "qwen-7b", "llmserve/slot": "blue"}}}

@@ -1,0 +1,125 @@
+"""The TGI Deployment of each slot: launcher settings from the plan, scheduling, resources, probes, shutdown, hardening, rollout."""
+
+from __future__ import annotations
+
+import re
+
+from components.offline import mockrun
+
+from ..conftest import TGI, names, run_settings
+from .helpers import DEPLOYMENT, JOB, LOCK, container, env, manifest
+
+
+def test_launcher_settings_are_real_and_come_from_the_plan(prod_run):
+    c = container(manifest(prod_run, DEPLOYMENT, "qwen-72b-blue"))
+    e = env(c)
+    plan = mockrun.reveal(prod_run.outputs)["modelPlans"]["qwen-72b"]["blue"]
+    assert e["MODEL_ID"] == "Qwen/Qwen2.5-72B-Instruct"
+    assert e["REVISION"] == LOCK.models["Qwen/Qwen2.5-72B-Instruct"].revision  # pinned by the lock
+    assert e["NUM_SHARD"] == str(plan["numShard"]) == "4"
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == e["NUM_SHARD"]
+    assert e["MAX_INPUT_TOKENS"] == str(plan["maxInputTokens"])
+    assert e["MAX_TOTAL_TOKENS"] == str(plan["maxTotalTokens"])
+    assert e["MAX_BATCH_PREFILL_TOKENS"] == "4096"
+    assert "MAX_BATCH_TOTAL_TOKENS" not in e and "MAX_INPUT_LENGTH" not in e
+    assert e["HUGGINGFACE_HUB_CACHE"] == "/data/hub" and e["HF_HUB_OFFLINE"] == "1"
+    assert e["USAGE_STATS"] == "off" and e["JSON_OUTPUT"] == "true"
+    assert e["API_KEY"] == {"secretKeyRef": {"name": "tgi-api-key", "key": "API_KEY"}}
+    # Every variable is one TGI reads at the pinned tag (tests/data/tgi.yaml).
+    assert set(e) <= set(TGI["env"]["launcher"]) | set(TGI["env"]["runtime"]), set(e)
+
+
+def test_quantize_or_dtype_is_set_from_the_config(dev_settings):
+    dev_settings["models"][0]["dtype"] = "bfloat16"
+    e = env(container(manifest(run_settings(dev_settings), DEPLOYMENT)))
+    assert e["DTYPE"] == "bfloat16" and "QUANTIZE" not in e
+    dev_settings["models"][0].update(dtype=None, quantize="eetq")
+    e = env(container(manifest(run_settings(dev_settings), DEPLOYMENT)))
+    assert e["QUANTIZE"] == "eetq" and "DTYPE" not in e
+
+
+def test_image_is_pinned(dev_run):
+    image = container(manifest(dev_run, DEPLOYMENT))["image"]
+    assert re.fullmatch(r"ghcr\.io/huggingface/text-generation-inference:\d+\.\d+\.\d+", image)
+
+
+def test_scheduling_on_the_planned_gpu_group(prod_run):
+    spec = manifest(prod_run, DEPLOYMENT, "qwen-72b-blue")["spec"]["template"]["spec"]
+    assert spec["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": "llmserve/node-group", "operator": "In", "values": ["l40s-x4"]}]
+    assert {t["topologyKey"] for t in spec["topologySpreadConstraints"]} >= {"topology.kubernetes.io/zone"}
+
+
+def test_cpu_and_memory_fit_the_share_of_the_node(prod_run):
+    c = container(manifest(prod_run, DEPLOYMENT, "qwen-72b-blue"))
+    req, lim = c["resources"]["requests"], c["resources"]["limits"]
+    # 4 of the 4 GPUs of a g6e.12xlarge (48 vCPU, 384 GiB): most of it, not all.
+    assert 24 <= int(req["cpu"]) < 48 and int(lim["cpu"]) <= 48
+    assert req["memory"] == lim["memory"] and 100 <= int(req["memory"][:-2]) < 384
+    small = container(manifest(prod_run, DEPLOYMENT, "qwen-14b-blue"))["resources"]["limits"]
+    assert int(small["memory"][:-2]) < 32 and int(small["cpu"]) <= 4  # a g6e.xlarge
+
+
+def test_shared_memory_for_nccl_grows_with_the_shards(prod_run):
+    volumes = {v["name"]: v for v in manifest(prod_run, DEPLOYMENT, "qwen-72b-blue")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["shm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "4Gi"}
+    assert volumes["cache"]["persistentVolumeClaim"] == {"claimName": "qwen-72b-cache"}
+
+
+def test_probes_cover_the_cold_start(prod_run):
+    c = container(manifest(prod_run, DEPLOYMENT, "qwen-72b-blue"))
+    start = c["startupProbe"]
+    budget = start["periodSeconds"] * start["failureThreshold"]
+    entry = LOCK.models["Qwen/Qwen2.5-72B-Instruct"]
+    # Reading 145 GB from EFS at 1,500 MiB/s alone takes ~92 s; the budget covers it twice over.
+    assert budget >= max(300, 2 * (entry.weights_bytes / (1500 * 2**20)))
+    assert start["httpGet"] == {"path": "/health", "port": "http"}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/health"
+    live = c["livenessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] >= 300  # a busy server is not killed
+
+
+def test_small_models_still_get_five_minutes_to_start(dev_run):
+    start = container(manifest(dev_run, DEPLOYMENT))["startupProbe"]
+    assert start["periodSeconds"] * start["failureThreshold"] == 300
+
+
+def test_graceful_shutdown_outlasts_tgis_drain(dev_run):
+    spec = manifest(dev_run, DEPLOYMENT)["spec"]["template"]["spec"]
+    pre = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre >= 5
+    assert spec["terminationGracePeriodSeconds"] >= pre + 90  # GRACEFUL_TERMINATION_TIMEOUT 90 s
+
+
+def test_pod_is_hardened_except_for_running_as_root(dev_run):
+    d = manifest(dev_run, DEPLOYMENT)
+    spec = d["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = spec["containers"][0]["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False and sc["privileged"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert "runAsNonRoot" not in sc and "runAsNonRoot" not in spec["securityContext"]
+    # No capability to bind port 80: TGI listens on an unprivileged port.
+    assert env(spec["containers"][0])["PORT"] == "8080"
+    assert {p["name"]: p["containerPort"] for p in spec["containers"][0]["ports"]} == {"http": 8080, "metrics": 9000}
+    account = manifest(dev_run, "kubernetes:core/v1:ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+
+
+def test_rollout_works_without_a_spare_gpu_node(dev_run):
+    strategy = manifest(dev_run, DEPLOYMENT)["spec"]["strategy"]
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
+
+
+def test_pulumi_waits_long_enough_and_in_order(prod_run):
+    job = next(r for r in prod_run.of_type(JOB) if "qwen-72b" in r.name)
+    deployment = next(r for r in prod_run.of_type(DEPLOYMENT) if r.name.endswith("qwen-72b-blue"))
+    assert job.name in names(deployment.dependencies)  # only the cache is read at start
+    job_s = int(job.custom_timeouts["create"].rstrip("s"))
+    dep_s = int(deployment.custom_timeouts["create"].rstrip("s"))
+    download = 145412407296 / (100 * 2**20)
+    assert download < job_s < 3 * 3600  # neither gives up on a healthy download nor waits forever
+    assert dep_s > 600 + 300 and dep_s < 2 * 3600  # a GPU node, the image, the cold start
+    assert deployment.custom_timeouts["update"] == deployment.custom_timeouts["create"]
