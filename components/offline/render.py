@@ -100,6 +100,8 @@ def write(run: Run, out: Path) -> Counter:
                 path.write_text(dump_yaml(manifest))
             else:
                 others.append({"type": r.type, "name": r.name, "inputs": reveal(r.inputs)})
+        # Sorted: resources register concurrently, and a render must not change between runs.
+        others.sort(key=lambda o: (o["type"], o["name"]))
         (staging / "aws.json").write_text(json.dumps(canonical(others), indent=2) + "\n")
         (staging / "outputs.json").write_text(json.dumps(canonical(reveal(run.outputs)), indent=2) + "\n")
         for name in OWNED:

@@ -42,6 +42,9 @@ def test_aws_resources_and_outputs(rendered, stack):
             "aws:ec2/launchTemplate:LaunchTemplate"} <= types
     assert not any(t.startswith("kubernetes:") for t in types)
     assert all(set(r) == {"type", "name", "inputs"} for r in resources)
+    # In a stable order, so that a review diff of two renders shows only real changes.
+    keys = [(r["type"], r["name"]) for r in resources]
+    assert keys == sorted(keys) and len(set(keys)) == len(keys)
     outputs = json.loads((rendered[stack] / "outputs.json").read_text())
     assert outputs["clusterName"] == f"llmserve-{stack}"
     assert outputs["kubeconfig"] == "[secret]"
