@@ -24,7 +24,9 @@ from components.serving.slots import slot_specs
 # resource is registered. The plans come from the committed lock only: no network here.
 stack = config.load(VOCABULARY)
 lock = read_lock(Path(__file__).parent / LOCK_FILE)
-plans = load_plans(stack, lock)
+plans, warnings = load_plans(stack, lock)
+for warning in warnings:
+    pulumi.log.warn(warning)
 cfg = stack.settings
 name = stack.cluster_name
 NAMESPACE = "llm"  # one namespace for every model (components/serving/shared.py)
@@ -58,7 +60,8 @@ for group in cfg.gpu_node_groups:
         max_size=group.max_size,
         desired_size=group.desired_size,
         disk_size_gib=group.disk_size_gi_b,
-        gpus=min(CATALOG[t].gpus for t in group.instance_types),
+        # What each node advertises: its GPUs, times the time-slicing replicas.
+        gpus=min(CATALOG[t].gpus for t in group.instance_types) * (cfg.addons.gpu_time_slicing_replicas or 1),
         tags=tags,
     ))
 

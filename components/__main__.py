@@ -17,12 +17,13 @@ Exit codes: 0 done, 2 invalid input (the errors on stderr, nothing written).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
 import pulumi
 
-from .offline import verbs
+from .offline import redact, verbs
 from .offline.verbs import UsageError
 from .planning import planner
 from .planning.catalog import CATALOG
@@ -70,8 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (UsageError, pulumi.RunError, LockError) as exc:
         # Invalid input: the message names the setting; no traceback.
-        print(f"error: {exc}", file=sys.stderr)
+        print(redact.redact(f"error: {exc}"), file=sys.stderr)
         return 2
+    except Exception as exc:  # a defect of ours: no traceback either (it may show a secret)
+        if os.environ.get("LLMSERVE_DEBUG"):
+            raise
+        print(redact.redact(f"internal error: {type(exc).__name__}: {exc} (set LLMSERVE_DEBUG=1 "
+                            "for a traceback, and please report it)"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from components import config
-from components.config import PROJECT
+from components.config import PROJECT, stack_file
 from components.engines.vocabulary import VOCABULARY
 from components.offline import mockrun
 
@@ -54,7 +54,7 @@ def stack_runs() -> dict[str, mockrun.Run]:
     """Each stack file run once through the program (as render does)."""
     runs = {}
     for stack in STACKS:
-        config, secret_keys = mockrun.stack_config(ROOT / f"Pulumi.{stack}.yaml", PROJECT)
+        config, secret_keys = stack_file.read(ROOT / f"Pulumi.{stack}.yaml", PROJECT)
         runs[stack] = mockrun.run_program(stack, config, secret_keys)
     return runs
 

@@ -35,7 +35,7 @@ def vocabulary(info: ValidationInfo) -> Vocabulary:
 
 class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, frozen=True,
-                              populate_by_name=False)
+                              populate_by_name=False, allow_inf_nan=False)
 
 
 def dns_label(value: str, max_len: int) -> str:

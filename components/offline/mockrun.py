@@ -8,7 +8,6 @@ program reads (ids, ARNs, the cluster endpoint...)."""
 from __future__ import annotations
 
 import hashlib
-import json
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,6 @@ from pulumi.runtime.sync_await import _sync_await
 PROJECT_DIR = Path(__file__).resolve().parents[2]  # the repository: Pulumi.yaml, __main__.py
 ACCOUNT = "123456789012"
 SECRET = "[secret]"
-SECURE_PLACEHOLDER = "encrypted-in-stack-file"
 
 
 @dataclass
@@ -152,22 +150,6 @@ class RecordingMonitor(mocks.MockMonitor):
         if "::pulumi:pulumi:Stack::" in request.urn:
             self.run.outputs = rpc.deserialize_properties(request.outputs)
         return super().RegisterResourceOutputs(request)
-
-
-def stack_config(stack_file: Path, project: str) -> tuple[dict[str, str], list[str]]:
-    """The config of a stack file in the form the engine hands the program: `ns:key` -> string,
-    structured values as JSON. Values encrypted in the file (`secure:`) cannot be decrypted
-    without the CLI; they stand in as a placeholder and stay secret."""
-    doc = yaml.safe_load(stack_file.read_text()) or {}
-    values, secret_keys = {}, []
-    for key, value in (doc.get("config") or {}).items():
-        key = key if ":" in key else f"{project}:{key}"
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            values[key] = SECURE_PLACEHOLDER
-            secret_keys.append(key)
-        else:
-            values[key] = value if isinstance(value, str) else json.dumps(value)
-    return values, secret_keys
 
 
 def project_name(project_dir: Path = PROJECT_DIR) -> str:

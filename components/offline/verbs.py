@@ -8,12 +8,13 @@ import json
 from pathlib import Path
 
 from .. import config
+from ..config.stack_file import read as stack_file_config
 from ..engines.vocabulary import VOCABULARY
 from ..planning import hub, planner
 from ..planning import lock as lockfile
 from ..planning.catalog import CATALOG
 from ..planning.plans import plan_models
-from . import mockrun
+from . import mockrun, redact
 from . import render as render_files
 
 
@@ -30,10 +31,17 @@ def _stack_file(stack: str, config_file: str | None) -> Path:
     return path
 
 
+def _read(stack: str, config_file: str | None) -> tuple[dict[str, str], list[str]]:
+    """The stack file's config as the engine hands it over; its secrets are redacted from all
+    that the CLI prints from now on."""
+    values, secret_keys = stack_file_config(_stack_file(stack, config_file), mockrun.project_name())
+    redact.remember(values)
+    return values, secret_keys
+
+
 def render(args: argparse.Namespace) -> int:
-    stack_file = _stack_file(args.stack, args.config_file)
-    config, secret_keys = mockrun.stack_config(stack_file, mockrun.project_name())
-    run = mockrun.run_program(args.stack, config, secret_keys)
+    values, secret_keys = _read(args.stack, args.config_file)
+    run = mockrun.run_program(args.stack, values, secret_keys)
     counts = render_files.write(run, Path(args.out))
     width = max(map(len, counts), default=0)
     print(f"rendered stack {args.stack} to {args.out}: {sum(counts.values())} resources")
@@ -44,8 +52,7 @@ def render(args: argparse.Namespace) -> int:
 
 def _settings(stack: str, config_file: str | None) -> config.StackConfig:
     """The validated settings of a stack file, without running the program."""
-    values, _ = mockrun.stack_config(_stack_file(stack, config_file), mockrun.project_name())
-    return config.settings_of(values, VOCABULARY)
+    return config.settings_of(_read(stack, config_file)[0], VOCABULARY)
 
 
 def _lock_path(path: str | None) -> Path:

@@ -29,8 +29,11 @@ def download_job(scope: Scope, spec: SlotSpec, account: k8s.core.v1.ServiceAccou
         env.append({"name": HF_TOKEN_KEY, "valueFrom": {"secretKeyRef": {
             "name": hf_token_secret, "key": HF_TOKEN_KEY}}})
     timeout = tgi.job_timeout_seconds(spec.plan.weights_bytes)
-    return k8s.batch.v1.Job(f"{scope.name}-{slot.slot}-download", metadata=scope.metadata(
-        download_job_name(scope.model, slot.id, spec.revision), labels,
+    job_name = download_job_name(scope.model, slot.id, spec.revision)
+    # Named for the commit it downloads, not for a slot: removing the slot that created it
+    # must not rename it (the Kubernetes name would clash while both exist).
+    return k8s.batch.v1.Job(f"{scope.name}-{job_name.removeprefix(scope.model + '-')}", metadata=scope.metadata(
+        job_name, labels,
         annotations=checkov_skips(CHECKOV_SKIPS),
     ), spec={
         "backoffLimit": 3,
@@ -56,4 +59,5 @@ def download_job(scope: Scope, spec: SlotSpec, account: k8s.core.v1.ServiceAccou
         }},
     }, opts=scope.opts(
         delete_before_replace=True, depends_on=[policy],
+        aliases=[pulumi.Alias(name=f"{scope.name}-{slot.slot}-download")],  # its earlier name
         custom_timeouts=pulumi.CustomTimeouts(create=f"{timeout}s", update=f"{timeout}s")))

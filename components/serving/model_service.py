@@ -70,11 +70,15 @@ class ModelService(pulumi.ComponentResource):
         # The download Jobs start once they may reach DNS and the Hub (the namespace denies all).
         network_policies.serving_policy(scope, args.lb_source_cidrs)
         download_policy = network_policies.download_policy(scope)
-        self.deployments = {}
+        self.deployments, jobs = {}, {}
         for spec in args.slots:
-            job = download_job(scope, spec, account, cache, download_policy, args.hf_token_secret)
+            # Slots that run the same commit share its download (one Job per commit).
+            commit = (spec.slot.id, spec.revision)
+            if commit not in jobs:
+                jobs[commit] = download_job(scope, spec, account, cache, download_policy,
+                                            args.hf_token_secret)
             self.deployments[spec.slot.slot] = workload = deployment(scope, spec, args.replicas,
-                                                                     account, cache, job)
+                                                                     account, cache, jobs[commit])
             if args.replicas.max > args.replicas.min:
                 scaling.autoscaler(scope, spec, args.replicas, workload)
             scaling.disruption_budget(scope, spec)

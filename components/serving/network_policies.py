@@ -17,7 +17,10 @@ PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name
 
 
 def serving_policy(scope: Scope, lb_source_cidrs: list[str]) -> k8s.networking.v1.NetworkPolicy:
-    return k8s.networking.v1.NetworkPolicy(f"{scope.name}-netpol", metadata=scope.metadata(scope.model), spec={
+    # `<model>-serving` and `<model>-download` can clash neither with each other's nor with
+    # `default-deny`, whatever the model names.
+    return k8s.networking.v1.NetworkPolicy(f"{scope.name}-netpol", metadata=scope.metadata(
+        f"{scope.model}-serving"), spec={
         "podSelector": {"matchLabels": component(scope.model, "server")},
         "policyTypes": ["Ingress", "Egress"],
         "ingress": [

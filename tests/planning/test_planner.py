@@ -210,7 +210,7 @@ def test_a_gated_model_needs_the_hf_token(tmp_path, dev_settings):
     with pytest.raises(ConfigError, match=r"hfToken: required: models\[0\] \(meta-llama/Llama-2-7b-hf\) is gated"):
         load_plans(stack, LOCK)
     import pulumi
-    plans = load_plans(stack.model_copy(update={"hf_token": pulumi.Output.secret("hf_x")}), LOCK)
+    plans, _ = load_plans(stack.model_copy(update={"hf_token": pulumi.Output.secret("hf_x")}), LOCK)
     assert plans["qwen-7b"]["blue"].fits
 
 

@@ -52,5 +52,5 @@ def test_waf_rate_limits_each_client(prod_run):
 def test_no_ingress_configured_means_no_load_balancer(dev_run):
     assert dev_run.of_type("kubernetes:networking.k8s.io/v1:Ingress") == []
     assert dev_run.of_type("aws:wafv2/webAcl:WebAcl") == []
-    policy = manifest(dev_run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "qwen-7b")
+    policy = manifest(dev_run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "qwen-7b-serving")
     assert not any("ipBlock" in peer for rule in policy["spec"]["ingress"] for peer in rule["from"])

@@ -8,7 +8,7 @@ from .helpers import manifest
 def test_network_policies_deny_by_default(prod_run):
     deny = manifest(prod_run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "default-deny")
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    policy = manifest(prod_run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "qwen-72b")["spec"]
+    policy = manifest(prod_run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "qwen-72b-serving")["spec"]
     lb, prometheus = policy["ingress"]
     private = sorted(s.inputs["cidrBlock"] for s in prod_run.of_type("aws:ec2/subnet:Subnet") if "-private-" in s.name)
     assert sorted(p["ipBlock"]["cidr"] for p in lb["from"]) == private  # the internal ALB's subnets
