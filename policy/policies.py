@@ -4,10 +4,11 @@ reports violations; tests call them directly."""
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Iterator
 
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
+
+from components.config.cidrs import too_open  # the stack config's rule, the same function
 
 GPU = "nvidia.com/gpu"
 WORKLOADS = {  # type token -> path to the pod spec in its inputs
@@ -80,8 +81,13 @@ def eks_endpoint_not_open(args: ResourceValidationArgs, report: Report) -> None:
     if vpc.get("endpointPublicAccess", True) is False:
         return
     cidrs = vpc.get("publicAccessCidrs") or ["0.0.0.0/0"]
-    if any(re.fullmatch(r"0\.0\.0\.0/0|::/0", c) for c in cidrs):
-        report("the public API endpoint is open to 0.0.0.0/0: list publicAccessCidrs or make it private")
+    try:
+        problem = too_open(cidrs)
+    except ValueError:
+        problem = f"publicAccessCidrs {cidrs!r} are not CIDR blocks"
+    if problem:
+        report(f"the public API endpoint is open to too much of the internet: {problem}; "
+               "list fewer publicAccessCidrs or make it private")
 
 
 def efs_encrypted(args: ResourceValidationArgs, report: Report) -> None:

@@ -8,11 +8,25 @@ from typing import Any, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from .fields import Cidr, RoleArn, Settings, SubnetId, dns_label
+from .fields import Cidrs, RoleArn, Settings, SubnetId, dns_label
 
 # EKS standard support (docs/eks.md): 1.34 leaves standard support on 2026-12-02,
 # so new clusters start on 1.35 or newer. Extended support costs six times as much per hour.
 KUBERNETES_VERSIONS = ("1.35", "1.36")
+# The AWS names the cluster's name ends up in. Pulumi names AWS resources `<logical name>-<7
+# random characters>` (auto-naming, 8 more characters); the logical names come from
+# components/infra. The longest from the cluster name alone: the autoscaler's Pod Identity role,
+# `<cluster>-addons-autoscaler-role-xxxxxxx`, within IAM's 64 characters for a role name
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html). With a node
+# group's name: its EKS node group, `<cluster>-<group>-ng-xxxxxxx`, within EKS's 63
+# (CreateNodegroup). tests/infra/test_names.py renders names at these limits.
+AUTONAME = 8
+IAM_ROLE_NAME_MAX = 64
+NODE_GROUP_NAME_MAX = 63
+CLUSTER_NAME_MAX = IAM_ROLE_NAME_MAX - AUTONAME - len("-addons-autoscaler-role")  # 33
+CLUSTER_AND_GROUP_MAX = NODE_GROUP_NAME_MAX - AUTONAME - len("--ng")  # 51: both names together
+WHY_CLUSTER_NAME = (f"; the longest AWS name it makes, the autoscaler's IAM role, must fit IAM's "
+                    f"{IAM_ROLE_NAME_MAX}")
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
                       2192, 2557, 2922, 3288, 3653)  # the values CloudWatch Logs accepts
 
@@ -64,7 +78,7 @@ class VpcConfig(Settings):
 class ClusterConfig(Settings):
     name: Optional[str] = None
     kubernetes_version: str = "1.35"
-    public_access_cidrs: list[Cidr] = []
+    public_access_cidrs: Cidrs = []
     admin_role_arns: list[RoleArn] = []
     log_retention_days: int = 90
     deletion_protection: bool = False
@@ -73,7 +87,7 @@ class ClusterConfig(Settings):
     @field_validator("name")
     @classmethod
     def _name(cls, v: Optional[str]) -> Optional[str]:
-        return v if v is None else dns_label(v, 40)
+        return v if v is None else dns_label(v, CLUSTER_NAME_MAX, WHY_CLUSTER_NAME)
 
     @field_validator("kubernetes_version", mode="before")
     @classmethod

@@ -11,7 +11,10 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 from pydantic.alias_generators import to_camel
 
+from .cidrs import too_open
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+INT32 = 2**31 - 1  # Kubernetes' replica counts and most integer fields are int32
 INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 
 
@@ -38,11 +41,13 @@ class Settings(BaseModel):
                               populate_by_name=False, allow_inf_nan=False)
 
 
-def dns_label(value: str, max_len: int) -> str:
-    if len(value) > max_len or not DNS_LABEL.match(value):
-        raise ValueError(f"{value!r} is not a DNS-1123 label of at most {max_len} characters "
-                         "(lowercase letters, digits and '-', starting and ending with a letter "
-                         "or digit)")
+def dns_label(value: str, max_len: int, why: str = "", letter_first: bool = False) -> str:
+    if len(value) > max_len or not DNS_LABEL.match(value) or (letter_first and not value[0].isalpha()):
+        first = "a letter" if letter_first else "a letter or digit"
+        kind = "DNS-1035" if letter_first else "DNS-1123"
+        raise ValueError(f"{value!r} is not a {kind} label of at most {max_len} characters "
+                         f"(lowercase letters, digits and '-', starting with {first} and ending "
+                         f"with a letter or digit){why}")
     return value
 
 
@@ -85,16 +90,40 @@ def _role_arn(value: str) -> str:
     return value
 
 
+# An image reference as container runtimes parse it (distribution/reference, reference.go):
+# [host[:port]/]path[:tag][@sha256:<64 hex>], path components lowercase.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+# A first component is a registry host only with a dot or a port, or as localhost.
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})+(?::[0-9]{{1,5}})?|{_LABEL}:[0-9]{{1,5}}|localhost)"
+IMAGE_REFERENCE = re.compile(
+    rf"^(?:(?P<host>{_HOST})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+
+
 def _image(value: str, info: ValidationInfo) -> str:
-    """A container image pinned to a tag or digest, never `latest` (docs/tgi.md)."""
-    name, _, tag = value.rpartition(":") if "@" not in value else (value, "", "digest")
-    if not name or "/" in tag or tag in ("", "latest"):
-        raise ValueError(f"{value!r} is not pinned: give a release tag or a digest, e.g. "
-                         f"{vocabulary(info).default_image}")
+    """A container image reference that parses, pinned to a tag or a digest, never `latest`
+    (docs/tgi.md)."""
+    example = vocabulary(info).default_image
+    ref = IMAGE_REFERENCE.match(value)
+    if ref is None or len(value) > 255:
+        raise ValueError(f"{value!r} is not an image reference: [registry/]name[:tag][@sha256:<64 hex>], "
+                         f"e.g. {example}")
+    if ref["digest"] is None and ref["tag"] in (None, "latest"):
+        raise ValueError(f"{value!r} is not pinned: give a release tag or a digest, e.g. {example}")
     return value
 
 
+def _open_to_few(cidrs: list[str]) -> list[str]:
+    problem = too_open(cidrs)
+    if problem:
+        raise ValueError(problem)
+    return cidrs
+
+
 Cidr = Annotated[str, AfterValidator(_cidr)]
+# A list of client or admin networks, judged by the public addresses it covers in all.
+Cidrs = Annotated[list[Cidr], AfterValidator(_open_to_few)]
 Image = Annotated[str, AfterValidator(_image)]
 SubnetId = Annotated[str, AfterValidator(_subnet_id)]
 GpuInstanceType = Annotated[str, AfterValidator(_gpu_instance_type)]

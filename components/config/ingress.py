@@ -7,7 +7,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, field_validator
 
-from .fields import Cidr, Settings
+from .fields import Cidrs, Settings
 
 
 class IngressConfig(Settings):
@@ -16,7 +16,7 @@ class IngressConfig(Settings):
     domain: str
     certificate_arn: str
     scheme: Literal["internal", "internet-facing"] = "internal"
-    allowed_cidrs: list[Cidr] = Field(min_length=1)
+    allowed_cidrs: Cidrs = Field(min_length=1)
     # Streamed generations outlive the ALB's 60 s default idle timeout (docs/eks.md).
     idle_timeout_seconds: int = Field(600, ge=60, le=4000)
     # AWS WAFv2 rate-based rule: requests per client IP per 5 minutes; none: no WAF.

@@ -11,10 +11,11 @@ from pydantic import ValidationError
 
 from .errors import ConfigError, error_lines
 from .fields import Vocabulary
-from .stack import Stack, StackConfig
+from .stack import Stack, StackConfig, name_limits
 
 PROJECT = "llmserve"
 SECRET_KEYS = ("hfToken", "apiKey")
+MIN_API_KEY = 16  # characters: a key clients send; the generated one has 48
 
 
 def validate_settings(raw: dict[str, Any], vocabulary: Vocabulary) -> StackConfig:
@@ -44,12 +45,16 @@ def project_keys(values: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     return {k.split(":", 1)[1]: v for k, v in values.items() if k.startswith(f"{PROJECT}:")}
 
 
-def settings_of(values: dict[str, Any], vocabulary: Vocabulary) -> StackConfig:
+def settings_of(values: dict[str, Any], vocabulary: Vocabulary, stack: str) -> StackConfig:
     """The validated settings of config in the engine's form, without running the program
     (secrets are not settings). Raises ConfigError."""
     raw = project_keys(values)
-    return validate_settings({k: _decode(v) for k, v in raw.items() if k not in SECRET_KEYS},
-                             vocabulary)
+    settings = validate_settings({k: _decode(v) for k, v in raw.items() if k not in SECRET_KEYS},
+                                 vocabulary)
+    errors = name_limits(settings, PROJECT, stack)
+    if errors:
+        raise ConfigError(errors)
+    return settings
 
 
 def load(vocabulary: Vocabulary) -> Stack:
@@ -61,11 +66,15 @@ def load(vocabulary: Vocabulary) -> Stack:
         if value is not None and (isinstance(_decode(value), (dict, list)) or not str(value).strip()):
             errors.append(f"{key}: must be a non-empty string (set it with "
                           f"`pulumi config set --secret {key}`)")
+        elif key == "apiKey" and value is not None and len(str(value)) < MIN_API_KEY:
+            errors.append(f"apiKey: at least {MIN_API_KEY} characters (e.g. `pulumi config set "
+                          "--secret apiKey \"$(openssl rand -hex 32)\"`), or unset for a generated one")
     region = pulumi.Config("aws").get("region")
     if not region:
         errors.append("aws:region: required (e.g. `pulumi config set aws:region us-east-1`)")
     try:
         settings = validate_settings({k: _decode(v) for k, v in raw.items()}, vocabulary)
+        errors += name_limits(settings, pulumi.get_project(), pulumi.get_stack())
     except ConfigError as exc:
         errors += exc.errors
     if errors:

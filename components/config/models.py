@@ -8,17 +8,17 @@ from typing import Any, Literal, Optional
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .fields import Image, Settings, dns_label, vocabulary
+from .fields import INT32, Image, Settings, dns_label, vocabulary
 
 SLOTS = ("blue", "green")
 HF_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 class Replicas(Settings):
-    min: int = Field(1, ge=1)
-    max: int = Field(1, ge=1)
+    min: int = Field(1, ge=1, le=INT32)
+    max: int = Field(1, ge=1, le=INT32)
     # The HPA adds replicas when the average of TGI's tgi_queue_size per pod is above this.
-    target_queue_size: int = Field(10, ge=1)
+    target_queue_size: int = Field(10, ge=1, le=INT32)
 
     @model_validator(mode="after")
     def _order(self) -> "Replicas":
@@ -35,8 +35,8 @@ class ModelSettings(Settings):
     quantize: Optional[str] = None
     dtype: Optional[Literal["float16", "bfloat16"]] = None
     node_group: Optional[str] = None
-    max_input_tokens: Optional[int] = Field(None, ge=1)
-    max_total_tokens: Optional[int] = Field(None, ge=2)
+    max_input_tokens: Optional[int] = Field(None, ge=1, le=INT32)
+    max_total_tokens: Optional[int] = Field(None, ge=2, le=INT32)
     image: Optional[Image] = None
 
     @field_validator("quantize", mode="before")
@@ -83,7 +83,11 @@ class ModelConfig(ModelSettings):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        return dns_label(v, 40)
+        # The model's Service is named after it: a DNS-1035 label (a letter first). Every
+        # namespace has a ServiceAccount `default`, which the model's would be.
+        if v == "default":
+            raise ValueError("'default' names the ServiceAccount every namespace has; choose another")
+        return dns_label(v, 40, letter_first=True)
 
     @model_validator(mode="after")
     def _slots(self, info: ValidationInfo) -> "ModelConfig":

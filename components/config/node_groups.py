@@ -6,13 +6,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from .fields import GpuInstanceType, Settings, SystemInstanceType, dns_label
+from .fields import INT32, GpuInstanceType, Settings, SystemInstanceType, dns_label
 
 
 class ScalingBounds(Settings):
-    min_size: int = Field(ge=0)
-    max_size: int = Field(ge=1)
-    desired_size: int = Field(ge=0)
+    min_size: int = Field(ge=0, le=INT32)
+    max_size: int = Field(ge=1, le=INT32)
+    desired_size: int = Field(ge=0, le=INT32)
 
     @model_validator(mode="after")
     def _bounds(self) -> "ScalingBounds":
@@ -26,9 +26,9 @@ class SystemNodeGroupConfig(ScalingBounds):
     """Small on-demand nodes for controllers (CoreDNS, load balancer controller, Prometheus)."""
 
     instance_types: list[SystemInstanceType] = Field(["m7i.large"], min_length=1)
-    min_size: int = Field(2, ge=1)
-    max_size: int = Field(3, ge=1)
-    desired_size: int = Field(2, ge=1)
+    min_size: int = Field(2, ge=1, le=INT32)
+    max_size: int = Field(3, ge=1, le=INT32)
+    desired_size: int = Field(2, ge=1, le=INT32)
     # The download Jobs pull the TGI image (several GB) onto these nodes too.
     disk_size_gi_b: int = Field(100, ge=20, le=16384)
 

@@ -8,9 +8,10 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .addons import AddonsConfig
-from .cluster import ClusterConfig
+from .cluster import (AUTONAME, CLUSTER_AND_GROUP_MAX, CLUSTER_NAME_MAX, NODE_GROUP_NAME_MAX,
+                      WHY_CLUSTER_NAME, ClusterConfig)
 from .errors import ConfigError
-from .fields import Settings
+from .fields import Settings, dns_label
 from .ingress import IngressConfig
 from .models import ModelConfig
 from .monitoring import MonitoringConfig
@@ -44,6 +45,10 @@ class StackConfig(Settings):
         if self.addons.gpu_time_slicing_replicas and self.bottlerocket:
             errors.append("addons.gpuTimeSlicingReplicas: needs the GPU operator's device plugin, "
                           "which is off on Bottlerocket (it ships its own)")
+        vpc = self.cluster.vpc
+        if self.ingress and self.ingress.scheme == "internet-facing" and vpc.id and not vpc.public_subnet_ids:
+            errors.append("ingress.scheme: an internet-facing load balancer needs public subnets: "
+                          "set cluster.vpc.publicSubnetIds of the existing VPC, or use internal")
         errors += _duplicates("models", [m.name for m in self.models])
         groups = [g.name for g in self.gpu_node_groups]
         for i, m in enumerate(self.models):
@@ -81,4 +86,27 @@ class Stack(BaseModel):
 
     @property
     def cluster_name(self) -> str:
-        return self.settings.cluster.name or f"{self.project}-{self.stack}"
+        return cluster_name(self.settings, self.project, self.stack)
+
+
+def cluster_name(settings: StackConfig, project: str, stack: str) -> str:
+    return settings.cluster.name or f"{project}-{stack}"
+
+
+def name_limits(settings: StackConfig, project: str, stack: str) -> list[str]:
+    """Errors for names that would exceed what AWS allows (components/config/cluster.py)."""
+    name = cluster_name(settings, project, stack)
+    if settings.cluster.name is None:
+        try:
+            dns_label(name, CLUSTER_NAME_MAX, WHY_CLUSTER_NAME)
+        except ValueError as exc:
+            return [f"cluster.name: the default, {project}-<stack>, is {exc}: set cluster.name"]
+    errors = []
+    for i, group in enumerate(settings.gpu_node_groups):
+        if len(name) + len(group.name) > CLUSTER_AND_GROUP_MAX:
+            errors.append(f"gpuNodeGroups[{i}].name: {group.name!r} with the cluster name {name!r} "
+                          f"names the EKS node group {name}-{group.name}-ng-xxxxxxx, "
+                          f"{len(name) + len(group.name) + AUTONAME + 4} characters; EKS allows "
+                          f"{NODE_GROUP_NAME_MAX}: shorten it or cluster.name (together at most "
+                          f"{CLUSTER_AND_GROUP_MAX})")
+    return errors

@@ -52,7 +52,7 @@ def render(args: argparse.Namespace) -> int:
 
 def _settings(stack: str, config_file: str | None) -> config.StackConfig:
     """The validated settings of a stack file, without running the program."""
-    return config.settings_of(_read(stack, config_file)[0], VOCABULARY)
+    return config.settings_of(_read(stack, config_file)[0], VOCABULARY, stack)
 
 
 def _lock_path(path: str | None) -> Path:

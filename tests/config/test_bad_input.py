@@ -77,7 +77,7 @@ CASES = [
     (lambda c: c["llmserve:models"].append({**c["llmserve:models"][0]}), "models[1].name: 'qwen-7b' is used twice"),
     (group(name="system"), "gpuNodeGroups[0].name: 'system' is the name of the system node group"),
     (model(nodeGroup="h100"), "models[0].nodeGroup: 'h100' is not one of gpu-24g"),
-    (model(name="Qwen_7B"), "models[0].name: 'Qwen_7B' is not a DNS-1123 label"),
+    (model(name="Qwen_7B"), "models[0].name: 'Qwen_7B' is not a DNS-1035 label"),
     # security
     (cluster(publicAccessCidrs=["0.0.0.0/0"]), "cluster.publicAccessCidrs[0]: '0.0.0.0/0' opens the Kubernetes API to the whole internet"),
     (setting("ingress", {**INGRESS, "allowedCidrs": []}), "ingress.allowedCidrs: [] is not allowed"),

@@ -91,7 +91,7 @@ INVALID = [
     (_set("models.0.dtype", "float8"), "models[0].dtype: 'float8' is not one of float16, bfloat16"),
     (lambda s: s["models"][0].update(dtype="float16", quantize="awq"),
      "models[0].dtype: cannot be set together with quantize 'awq'"),
-    (_set("models.0.name", "Qwen_7B"), "models[0].name: 'Qwen_7B' is not a DNS-1123 label"),
+    (_set("models.0.name", "Qwen_7B"), "models[0].name: 'Qwen_7B' is not a DNS-1035 label"),
     (_set("models.0.id", "not a repo"), "models[0].id: 'not a repo' is not a Hugging Face model repo id"),
     (_set("models.0.nodeGroup", "h100"), "models[0].nodeGroup: 'h100' is not one of gpu-24g"),
     (_set("models.0.maxInputTokens", 8192), "models[0].maxInputTokens: 8192 must be less than maxTotalTokens (8192)"),
@@ -181,7 +181,7 @@ def test_secret_must_be_a_string_and_is_not_echoed(dev_settings):
 def test_secrets_typed_in_plain_text_are_read_as_pulumi_secrets(dev_settings):
     """`pulumi config set hfToken hf_x` without --secret: the program still holds a secret."""
     pulumi_config = {"aws:region": "us-east-1", "llmserve:hfToken": "hf_plain_token",
-                     "llmserve:apiKey": "plain-api-key"}
+                     "llmserve:apiKey": "plain-api-key-0123456789"}
     for key, value in dev_settings.items():
         pulumi_config[f"llmserve:{key}"] = json.dumps(value)
     loaded = {}
@@ -192,5 +192,5 @@ def test_secrets_typed_in_plain_text_are_read_as_pulumi_secrets(dev_settings):
     for name in ("hf_token", "api_key"):
         output = getattr(stack, name)
         loaded[name] = (_sync_await(output.future()), _sync_await(output.is_secret()))
-    assert loaded == {"hf_token": ("hf_plain_token", True), "api_key": ("plain-api-key", True)}
+    assert loaded == {"hf_token": ("hf_plain_token", True), "api_key": ("plain-api-key-0123456789", True)}
     assert stack.cluster_name == "llmserve-test"

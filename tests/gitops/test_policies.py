@@ -70,6 +70,9 @@ def test_images_pinned(image, ok):
     ({"endpointPublicAccess": False}, True),
     ({"endpointPublicAccess": True, "publicAccessCidrs": ["198.51.100.10/32"]}, True),
     ({"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]}, False),
+    ({"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/1", "128.0.0.0/1"]}, False),  # the same, split
+    ({"endpointPublicAccess": True, "publicAccessCidrs": ["52.0.0.0/8"]}, False),
+    ({"endpointPublicAccess": True, "publicAccessCidrs": ["10.0.0.0/8", "52.0.0.0/9"]}, True),
     ({"endpointPublicAccess": True}, False),  # AWS's default: open to the world
     ({}, False),
 ])
