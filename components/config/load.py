@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Optional
 
 import pulumi
@@ -15,6 +16,7 @@ from .stack import Stack, StackConfig, name_limits
 
 PROJECT = "llmserve"
 SECRET_KEYS = ("hfToken", "apiKey")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")  # us-east-1, us-gov-west-1, ap-southeast-5
 MIN_API_KEY = 16  # characters: a key clients send; the generated one has 48
 
 
@@ -72,6 +74,8 @@ def load(vocabulary: Vocabulary) -> Stack:
     region = pulumi.Config("aws").get("region")
     if not region:
         errors.append("aws:region: required (e.g. `pulumi config set aws:region us-east-1`)")
+    elif not REGION.match(region):
+        errors.append(f"aws:region: {region!r} is not an AWS region name, e.g. us-east-1")
     try:
         settings = validate_settings({k: _decode(v) for k, v in raw.items()}, vocabulary)
         errors += name_limits(settings, pulumi.get_project(), pulumi.get_stack())

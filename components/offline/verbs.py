@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from .. import config
@@ -13,7 +14,7 @@ from ..engines.vocabulary import VOCABULARY
 from ..planning import hub, planner
 from ..planning import lock as lockfile
 from ..planning.catalog import CATALOG
-from ..planning.plans import plan_models
+from ..planning.plans import capacity, plan_models
 from . import mockrun, redact
 from . import render as render_files
 
@@ -93,6 +94,11 @@ def plan(args: argparse.Namespace) -> int:
             raise UsageError("\n".join(unlocked))
         _print_plans([(name if len(slots) == 1 else f"{name}/{slot}", p)
                       for name, slots in plans.items() for slot, p in slots.items()], args.json)
+        too_small, warnings = capacity(settings, plans)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        if errors or too_small:  # the table shows why; render and pulumi up would refuse it
+            raise config.ConfigError(errors + too_small)
         return 0
     entry = locked.models.get(args.model)
     if entry is None:

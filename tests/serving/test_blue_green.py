@@ -85,3 +85,30 @@ def test_slot_errors_name_the_slot(dev_settings):
     settings["models"][0]["slots"]["green"]["nodeGroup"] = "h100"
     with pytest.raises(ConfigError, match=r"models\[0\]\.slots\.green\.nodeGroup: 'h100' is not one of gpu-24g"):
         validate_settings(settings)
+
+
+def test_readme_step_one_renders_with_one_download_for_both_slots(dev_settings):
+    """README's step 1: green changes only the image and the token limit, so both slots serve
+    the same commit: one download Job, which both Deployments wait for."""
+    model = dev_settings["models"][0]
+    model["slots"] = {"blue": {}, "green": {"image": "ghcr.io/huggingface/text-generation-inference:3.3.7",
+                                           "maxTotalTokens": 16384}}
+    model["active"] = "blue"
+    run = run_settings(dev_settings)
+    [job] = run.of_type(JOB)
+    assert job.inputs["metadata"]["name"] == download_job_name("qwen-7b", model["id"], LOCK.models[model["id"]].revision)
+    deployments = run.of_type(DEPLOYMENT)
+    assert {d.inputs["metadata"]["name"] for d in deployments} == {"qwen-7b-blue", "qwen-7b-green"}
+    assert all(job.urn in d.dependencies for d in deployments)
+
+
+@pytest.mark.parametrize("names", [["default-deny"], ["x", "x-download"], ["x-serving", "x"],
+                                   ["a-blue", "a"], ["cache", "serving", "monitoring"]])
+def test_model_names_never_clash_with_other_objects(dev_settings, names):
+    base = dev_settings["models"][0]
+    dev_settings["models"] = [{**base, "name": n, "replicas": {"min": 1, "max": 1}} for n in names]
+    dev_settings["gpuNodeGroups"][0]["maxSize"] = len(names)
+    run = run_settings(dev_settings)  # two objects of one kind and name would not render
+    objects = [(r.type, r.inputs["metadata"].get("namespace"), r.inputs["metadata"]["name"])
+               for r in run.resources if r.custom and "metadata" in r.inputs]
+    assert len(objects) == len(set(objects))
