@@ -8,6 +8,10 @@ It serves the routes the lock uses (`HF_ENDPOINT=http://127.0.0.1:PORT`):
 and errors as the Hub spells them (`X-Error-Code: RepoNotFound | RevisionNotFound |
 EntryNotFound | GatedRepo`). Safetensors files are real safetensors headers followed by zeros,
 so the client parses them as it parses the Hub's.
+
+A repo can also misbehave: `stall` (accept the request, never answer), `fail` (an HTTP error
+whose body echoes the request's Authorization header) or `info` (fields of the model info
+replaced: a Hub that lies).
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ class Repo:
     gated: object = False  # False, "auto" or "manual"
     tokens: tuple[str, ...] = ()  # tokens that accepted the license (gated repos)
     revisions: dict[str, str] = field(default_factory=dict)  # branch -> sha
+    stall: Optional[str] = None  # "info" (model info) or "files" (/resolve/): never answered
+    fail: Optional[int] = None  # every request answered with this HTTP status
+    info: dict = field(default_factory=dict)  # model info fields to replace
 
     def resolve(self, revision: Optional[str]) -> Optional[str]:
         branches = {"main": self.sha, **self.revisions}
@@ -57,6 +64,7 @@ class FakeHub:
     def __init__(self, repos: dict[str, Repo]):
         self.repos = repos
         self.requests: list[tuple[str, str]] = []  # (method, path)
+        self.released = threading.Event()  # set on exit: stalled requests end
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,6 +86,7 @@ class FakeHub:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.released.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -85,7 +94,8 @@ class FakeHub:
     def _error(h: BaseHTTPRequestHandler, status: int, code: str, message: str, method: str) -> None:
         body = json.dumps({"error": message}).encode()
         h.send_response(status)
-        h.send_header("X-Error-Code", code)
+        if code:
+            h.send_header("X-Error-Code", code)
         h.send_header("X-Error-Message", message)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(body)))
@@ -104,6 +114,12 @@ class FakeHub:
         repo = self.repos.get(name) if name else None
         if repo is None:
             return self._error(h, 404, "RepoNotFound", "Repository not found", method)
+        if repo.stall and repo.stall == ("info" if api else "files" if resolve else None):
+            self.released.wait(60)  # the connection stays open, no byte of an answer
+            return
+        if repo.fail:  # a server that quotes the request back, credentials included
+            echo = f"internal error handling request with Authorization: {h.headers.get('Authorization')}"
+            return self._error(h, repo.fail, "", echo, method)
         sha = repo.resolve(match[2])
         if sha is None:
             return self._error(h, 404, "RevisionNotFound", "Invalid rev id", method)
@@ -126,7 +142,7 @@ class FakeHub:
     def _model_info(self, h, name: str, repo: Repo, sha: str) -> None:
         self._json(h, {"id": name, "modelId": name, "sha": sha, "private": False,
                        "gated": repo.gated, "disabled": False, "tags": [],
-                       "siblings": [self._sibling(f, c) for f, c in repo.files.items()]})
+                       "siblings": [self._sibling(f, c) for f, c in repo.files.items()], **repo.info})
 
     @staticmethod
     def _json(h, doc) -> None:

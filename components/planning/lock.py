@@ -6,18 +6,42 @@ writes the lock, reviewed and committed like any lock file. `render` and `pulumi
 
 from __future__ import annotations
 
+import os
+import re
+import tempfile
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 LOCK_FILE = "models.lock.yaml"
 LOCK_VERSION = 1
+COMMIT = re.compile(r"[0-9a-f]{40}")  # a git commit sha as the Hub spells it (lowercase)
+
+# A count: an integer >= 1; strict, so that "64", 64.0 or true from a config.json are refused.
+Count = Annotated[int, Field(strict=True, ge=1)]
 
 
 class LockError(Exception):
     """The lock is missing, invalid, or does not cover the stack: exit 2 with this message."""
+
+
+def field_errors(exc: ValidationError, prefix: str = "") -> str:
+    """A ValidationError as `field problem; ...`: field names and the rule, never the input
+    (which may come from a server)."""
+    out = []
+    for e in exc.errors(include_url=False, include_input=False):
+        field = prefix + ".".join(str(p) for p in e["loc"])
+        if e["type"] == "missing":
+            out.append(f"{field} missing")
+        elif e["type"] in ("int_type", "greater_than_equal"):  # every int of the schema is a Count
+            out.append(f"{field} must be a positive integer")
+        elif e["type"] == "value_error":  # our validators' messages follow the field name
+            out.append(f"{field} {e['msg'].removeprefix('Value error, ')}")
+        else:
+            out.append(f"{field}: {e['msg']}")
+    return "; ".join(out)
 
 
 class _Strict(BaseModel):
@@ -26,18 +50,18 @@ class _Strict(BaseModel):
 
 class Quantization(_Strict):
     method: str
-    bits: Optional[int] = None
+    bits: Optional[Count] = None
 
 
 class ModelShape(_Strict):
     model_type: str
-    num_hidden_layers: int = Field(ge=1)
-    hidden_size: int = Field(ge=1)
-    num_attention_heads: int = Field(ge=1)
-    num_key_value_heads: int = Field(ge=1)
-    head_dim: Optional[int] = Field(None, ge=1)  # null: hidden_size / num_attention_heads
-    max_position_embeddings: int = Field(ge=1)
-    vocab_size: int = Field(ge=1)
+    num_hidden_layers: Count
+    hidden_size: Count
+    num_attention_heads: Count
+    num_key_value_heads: Count
+    head_dim: Optional[Count] = None  # null: hidden_size / num_attention_heads
+    max_position_embeddings: Count
+    vocab_size: Count
 
     @property
     def dim_per_head(self) -> int:
@@ -49,12 +73,19 @@ class LockEntry(_Strict):
     # The revision the config asked for (branch, tag or commit) when the lock was written; a
     # config asking for another one is stale against the lock. Absent: `main`.
     requested_revision: Optional[str] = None
-    parameters: int = Field(ge=1)
-    weights_bytes: int = Field(ge=1)  # bytes of the weight files as stored
+    parameters: Count
+    weights_bytes: Count  # bytes of the weight files as stored
     dtype: Literal["float16", "bfloat16", "float32"]
     quantization: Optional[Quantization] = None
     gated: bool
     config: ModelShape
+
+    @field_validator("revision")
+    @classmethod
+    def _commit(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and not COMMIT.fullmatch(value):
+            raise ValueError("must be a 40-hex commit sha (lowercase)")
+        return value
 
 
 class Lock(_Strict):
@@ -86,8 +117,8 @@ def read(path: Path) -> Lock:
     try:
         return Lock.model_validate(yaml.safe_load(path.read_text()) or {"version": LOCK_VERSION})
     except (ValidationError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()
-        raise LockError(f"{path.name} is not a valid lock file ({'; '.join(first[:3])}); "
+        problem = field_errors(exc) if isinstance(exc, ValidationError) else "; ".join(str(exc).splitlines()[:3])
+        raise LockError(f"{path.name} is not a valid lock file ({problem}); "
                         "run `python -m components lock` to rewrite it") from None
 
 
@@ -96,6 +127,21 @@ def write(path: Path, lock: Lock) -> None:
     doc["models"] = dict(sorted(doc["models"].items()))
     header = ("# Written by `python -m components lock --stack NAME`: what the planner knows of each\n"
               "# model, from the Hugging Face Hub. Review changes like any lock file.\n")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(header + yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(path)
+    text = header + yaml.safe_dump(doc, sort_keys=False)
+    # Atomic: a unique temporary file next to the lock, on disk before it replaces the lock
+    # (os.replace is atomic within a file system); on any failure the old lock stays as it was.
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp: 0600
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise LockError(f"could not write {path}: {exc.strerror or type(exc).__name__}") from None
+        raise

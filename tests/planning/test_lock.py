@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -82,15 +83,32 @@ def _stack(tmp_path: Path, models: list[dict]) -> Path:
 
 
 def _lock(hub: FakeHub, tmp_path: Path, stack_file: Path, token: str | None = None,
-          lockfile: Path | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+          lockfile: Path | None = None, env: dict | None = None, **run) -> subprocess.CompletedProcess:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}, **(env or {})}
     env.update(HF_ENDPOINT=hub.endpoint, HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1")
     if token:
         env["HF_TOKEN"] = token
     lockfile = lockfile or tmp_path / "models.lock.yaml"
     return subprocess.run([sys.executable, "-m", "components", "lock", "--stack", "test",
                            "--config-file", str(stack_file), "--lockfile", str(lockfile)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+                          cwd=ROOT, env=env, capture_output=True, text=True, **{"timeout": 120, **run})
+
+
+def _refused(hub: FakeHub, tmp_path: Path, repo_id: str, message: str, revision: str = "main",
+             **kwargs) -> subprocess.CompletedProcess:
+    """`lock` of a stack with this model: exit 2 with this message, no traceback, and the lock
+    file as it was (byte for byte, no stray temporary file)."""
+    lockfile = tmp_path / "models.lock.yaml"
+    lockfile.write_text((ROOT / "models.lock.yaml").read_text())
+    stack = _stack(tmp_path, [{"name": "m", "id": repo_id, "revision": revision}])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = _lock(hub, tmp_path, stack, **kwargs)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"error: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert lockfile.read_text() == (ROOT / "models.lock.yaml").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "hf-home") == before
+    return result
 
 
 def test_lock_resolves_models_from_the_hub(hub, tmp_path):
@@ -126,12 +144,16 @@ def test_lock_resolves_models_from_the_hub(hub, tmp_path):
 def test_lock_pins_the_requested_revision_and_keeps_other_entries(hub, tmp_path):
     lockfile = tmp_path / "models.lock.yaml"
     lockfile.write_text((ROOT / "models.lock.yaml").read_text())
+    lockfile.chmod(0o640)
     stack = _stack(tmp_path, [{"name": "llama", "id": "acme/tiny-llama", "revision": "v1"}])
     result = _lock(hub, tmp_path, stack, lockfile=lockfile)
     assert result.returncode == 0, result.stderr
     lock = yaml.safe_load(lockfile.read_text())
     assert lock["models"]["acme/tiny-llama"]["revision"] == OLD
     assert "Qwen/Qwen2.5-7B-Instruct" in lock["models"]  # untouched
+    # Replaced by a temporary file of the same mode, which is gone.
+    assert lockfile.stat().st_mode & 0o777 == 0o640
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 def test_two_revisions_of_one_repo_for_blue_green(hub, tmp_path):
@@ -183,6 +205,109 @@ def test_unknown_models_and_revisions(hub, tmp_path, model, message):
     result = _lock(hub, tmp_path, stack)
     assert result.returncode == 2 and message in result.stderr
     assert lockfile.read_text() == "version: 1\nmodels: {}\n"  # nothing half-written
+
+
+@pytest.mark.parametrize("stall", ["info", "files"])
+def test_a_stalled_hub_is_an_error_not_a_hang(tmp_path, stall):
+    """The Hub accepts the connection and never answers (the model info, or the files): the
+    timeouts of HF_HUB_ETAG_TIMEOUT and HF_HUB_DOWNLOAD_TIMEOUT end each call, with no retry
+    that would wait minutes (the subprocess timeout bounds the test; no timing asserted)."""
+    with FakeHub({"acme/stalled": Repo(tiny_llama(), sha=SHA, stall=stall)}) as hub:
+        _refused(hub, tmp_path, "acme/stalled", "acme/stalled: the Hub did not answer in time",
+                 env={"HF_HUB_ETAG_TIMEOUT": "1", "HF_HUB_DOWNLOAD_TIMEOUT": "1"}, timeout=60)
+
+
+@pytest.mark.parametrize("status,reason", [(500, "server error"), (400, "client error")])
+def test_server_error_text_and_the_token_are_never_printed(tmp_path, status, reason):
+    """The server's answer may quote the request (here: its Authorization header): only the
+    status is printed."""
+    token = "hf_secrettoken0123456789abcdef"
+    with FakeHub({"acme/broken": Repo(tiny_llama(), sha=SHA, fail=status)}) as hub:
+        result = _refused(hub, tmp_path, "acme/broken",
+                          f"acme/broken: the Hub answered HTTP {status} ({reason})", token=token)
+    assert ("GET", "/api/models/acme/broken/revision/main") in hub.requests
+    out = result.stdout + result.stderr
+    assert token not in out and "secrettoken" not in out
+    assert "Authorization" not in out and "internal error" not in out  # no server text
+
+
+@pytest.mark.parametrize("sha,revision,message", [
+    ("not-a-commit", "main", "acme/liar: the model info's sha is not a 40-hex commit"),
+    (SHA.upper(), "main", "acme/liar: the model info's sha is not a 40-hex commit"),
+    (SHA[:39], "main", "acme/liar: the model info's sha is not a 40-hex commit"),
+    (SHA, OLD, f"acme/liar: the model info's sha is another commit than the requested {OLD}"),
+])
+def test_a_hub_answering_a_bad_sha_is_refused(tmp_path, sha, revision, message):
+    repo = Repo(tiny_llama(), sha=SHA, revisions={"v1": OLD}, info={"sha": sha})
+    with FakeHub({"acme/liar": repo}) as hub:
+        _refused(hub, tmp_path, "acme/liar", message, revision=revision)
+
+
+@pytest.mark.parametrize("revision", ["v1", SHA.upper(), SHA[:12], ""])
+def test_a_lock_with_a_revision_that_is_not_a_commit_is_refused(hub, tmp_path, revision):
+    lockfile = tmp_path / "models.lock.yaml"
+    doc = yaml.safe_load((ROOT / "models.lock.yaml").read_text())
+    doc["models"]["Qwen/Qwen2.5-7B-Instruct"]["revision"] = revision
+    lockfile.write_text(yaml.safe_dump(doc))
+    before = lockfile.read_text()
+    stack = _stack(tmp_path, [{"name": "llama", "id": "acme/tiny-llama"}])
+    result = _lock(hub, tmp_path, stack)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert ("models.lock.yaml is not a valid lock file (models.Qwen/Qwen2.5-7B-Instruct.revision "
+            "must be a 40-hex commit sha (lowercase))") in result.stderr
+    assert lockfile.read_text() == before
+
+
+def _with_config(**changes) -> dict[str, bytes]:
+    config = {k: v for k, v in {**_llama(), **changes}.items() if v is not None}
+    return {**tiny_awq(), "config.json": json.dumps(config).encode()}
+
+
+@pytest.mark.parametrize("files,info,message", [
+    ({**tiny_awq(), "config.json": b"{not json"}, {}, "config.json is not JSON"),
+    ({**tiny_awq(), "config.json": b"[1, 2]"}, {}, "config.json: not a JSON object"),
+    (_with_config(num_hidden_layers=None), {}, "config.json: num_hidden_layers missing"),
+    (_with_config(max_position_embeddings=None), {}, "config.json: max_position_embeddings missing"),
+    (_with_config(hidden_size="64"), {}, "config.json: hidden_size must be a positive integer"),
+    (_with_config(hidden_size=-64), {}, "config.json: hidden_size must be a positive integer"),
+    (_with_config(num_attention_heads=4.5), {}, "config.json: num_attention_heads must be a positive integer"),
+    (_with_config(text_config=[1]), {}, "config.json: text_config must be a JSON object"),
+    (_with_config(text_config={"model_type": "llama", "num_hidden_layers": 2}), {},
+     "config.json: text_config.hidden_size missing; text_config.num_attention_heads missing"),
+    (_with_config(quantization_config=["awq"]), {}, "config.json: quantization_config must be a JSON object"),
+    (_with_config(quantization_config={"quant_method": "awq", "bits": "four"}), {},
+     "config.json: quantization_config.bits must be a number"),
+    (_with_config(quantization_config={"quant_method": "awq", "bits": -4}), {},
+     "config.json: quantization_config.bits must be a positive integer"),
+    ({k: v for k, v in tiny_awq().items() if k != "config.json"}, {}, "no config.json at " + SHA),
+    ({**tiny_awq(), "model.safetensors": b"\xff" * 16}, {},
+     "a safetensors header on the Hub could not be parsed"),
+    ({**tiny_awq(), "model.safetensors": safetensors_file({})}, {},
+     "safetensors headers: parameter_count must be positive"),
+    ({"config.json": tiny_awq()["config.json"]}, {}, "no model.safetensors or model.safetensors.index.json"),
+    ({**tiny_llama(), "model.safetensors.index.json": b'{"weight_map": ["a"]}'}, {},
+     "model.safetensors.index.json: weight_map must map tensors to files"),
+    (tiny_awq(), {"siblings": [{"rfilename": "config.json", "size": 10},
+                               {"rfilename": "model.safetensors", "size": -5}]},
+     "model info: the size of model.safetensors must be a positive integer"),
+    (tiny_awq(), {"siblings": [{"rfilename": "model.safetensors"}]},
+     "model info: the size of model.safetensors must be a positive integer"),
+], ids=lambda v: v if isinstance(v, str) else None)
+def test_a_malformed_answer_is_refused_and_nothing_written(tmp_path, files, info, message):
+    with FakeHub({"acme/odd": Repo(files, sha=SHA, info=info)}) as hub:
+        _refused(hub, tmp_path, "acme/odd", f"acme/odd: {message}")
+
+
+def test_a_failed_write_leaves_the_old_lock(hub, tmp_path):
+    """The write fails half-way (the file size limit of the process: EFBIG after the first
+    bytes of the temporary file): the old lock stays byte for byte, the temporary file is gone."""
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+
+    result = _refused(hub, tmp_path, "acme/tiny-llama", "could not write ", preexec_fn=small_files,
+                      env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert "File too large" in result.stderr
+    assert f"acme/tiny-llama@main: {SHA}" in result.stdout  # resolved, then the write failed
 
 
 def test_committed_lock_covers_every_shipped_stack():
