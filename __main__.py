@@ -5,6 +5,7 @@ from pathlib import Path
 import pulumi
 
 from components import config
+from components.engines.tgi import DEFAULT_IMAGE as TGI_IMAGE
 from components.engines.vocabulary import VOCABULARY
 from components.infra.addons import Addons, AddonsArgs
 from components.infra.cluster import Cluster, ClusterArgs
@@ -114,6 +115,7 @@ for model in cfg.models:
         replicas=model.replicas,
         storage_class=cache.storage_class_name,
         lb_source_cidrs=lb_cidrs,
+        download_image=model.image or TGI_IMAGE,
         hf_token_secret=serving.hf_token_secret,
         ingress=ingress,
         waf_acl_arn=serving.waf_acl_arn,

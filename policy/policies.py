@@ -80,14 +80,29 @@ def eks_endpoint_not_open(args: ResourceValidationArgs, report: Report) -> None:
     vpc = args.props.get("vpcConfig") or {}
     if vpc.get("endpointPublicAccess", True) is False:
         return
-    cidrs = vpc.get("publicAccessCidrs") or ["0.0.0.0/0"]
+    _judge(vpc.get("publicAccessCidrs") or ["0.0.0.0/0"], "the public API endpoint",
+           "publicAccessCidrs (or make it private)", report)
+
+
+def load_balancer_not_open(args: ResourceValidationArgs, report: Report) -> None:
+    """An internet-facing ALB Ingress admits only listed client networks, judged like the EKS
+    endpoint's (the AWS Load Balancer Controller opens 0.0.0.0/0 without inbound-cidrs)."""
+    if args.resource_type != "kubernetes:networking.k8s.io/v1:Ingress":
+        return
+    annotations = (args.props.get("metadata") or {}).get("annotations") or {}
+    if annotations.get("alb.ingress.kubernetes.io/scheme") != "internet-facing":
+        return
+    cidrs = [c.strip() for c in annotations.get("alb.ingress.kubernetes.io/inbound-cidrs", "0.0.0.0/0").split(",")]
+    _judge(cidrs, "the internet-facing load balancer", "inbound-cidrs", report)
+
+
+def _judge(cidrs: list[str], what: str, setting: str, report: Report) -> None:
     try:
         problem = too_open(cidrs)
     except ValueError:
-        problem = f"publicAccessCidrs {cidrs!r} are not CIDR blocks"
+        problem = f"{cidrs!r} are not CIDR blocks"
     if problem:
-        report(f"the public API endpoint is open to too much of the internet: {problem}; "
-               "list fewer publicAccessCidrs or make it private")
+        report(f"{what} is open to too much of the internet: {problem}; list fewer {setting}")
 
 
 def efs_encrypted(args: ResourceValidationArgs, report: Report) -> None:
@@ -112,6 +127,6 @@ def secrets_from_pulumi_secrets(args: ResourceValidationArgs, report: Report) ->
 POLICIES = [
     ResourceValidationPolicy(name=fn.__name__.replace("_", "-"), description=(fn.__doc__ or "").split("\n")[0],
                              validate=fn, enforcement_level=EnforcementLevel.MANDATORY)
-    for fn in (gpu_limits_and_toleration, images_pinned, eks_endpoint_not_open, efs_encrypted,
-               secrets_from_pulumi_secrets)
+    for fn in (gpu_limits_and_toleration, images_pinned, eks_endpoint_not_open,
+               load_balancer_not_open, efs_encrypted, secrets_from_pulumi_secrets)
 ]

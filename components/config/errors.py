@@ -10,12 +10,25 @@ import pulumi
 from pydantic import BaseModel, ValidationError
 
 
-class ConfigError(pulumi.RunError):
-    """Invalid stack configuration. Pulumi prints a RunError without a traceback."""
+HF_TOKEN_SHAPE = re.compile(r"\bhf_[A-Za-z0-9]{8,}")
+HIDDEN = "[secret]"
 
-    def __init__(self, errors: list[str]):
-        self.errors = errors
-        super().__init__("invalid stack configuration:\n" + "\n".join(f"  {e}" for e in errors))
+
+def redact(text: str, secrets: frozenset[str] | set[str] = frozenset()) -> str:
+    """The text without these secret values, nor anything shaped like a Hugging Face token."""
+    # (Values too short to be a real secret would only mangle the message.)
+    for secret in sorted((s for s in secrets if len(s) >= 6), key=len, reverse=True):
+        text = text.replace(secret, HIDDEN)
+    return HF_TOKEN_SHAPE.sub(HIDDEN, text)
+
+
+class ConfigError(pulumi.RunError):
+    """Invalid stack configuration. Pulumi prints a RunError without a traceback. The message
+    never shows a value shaped like a Hugging Face token, nor the given secrets."""
+
+    def __init__(self, errors: list[str], secrets: frozenset[str] = frozenset()):
+        self.errors = [redact(e, secrets) for e in errors]
+        super().__init__("invalid stack configuration:\n" + "\n".join(f"  {e}" for e in self.errors))
 
 
 def _path(loc: tuple) -> str:

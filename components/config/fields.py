@@ -52,10 +52,13 @@ def dns_label(value: str, max_len: int, why: str = "", letter_first: bool = Fals
 
 
 def _cidr(value: str) -> str:
+    # IPv4 only: the cluster, its VPC and load balancers are IPv4 (an IPv6 block would do nothing).
     try:
         net = ipaddress.ip_network(value)
     except ValueError:
         raise ValueError(f"{value!r} is not a CIDR block, e.g. 203.0.113.0/24") from None
+    if net.version == 6:
+        raise ValueError(f"{value!r} is an IPv6 block; the cluster and its load balancers are IPv4")
     if net.prefixlen == 0:
         raise ValueError(f"{value!r} opens the Kubernetes API to the whole internet; list your "
                          "own networks, or none for a private-only endpoint")
@@ -97,16 +100,16 @@ _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
 _HOST = rf"(?:{_LABEL}(?:\.{_LABEL})+(?::[0-9]{{1,5}})?|{_LABEL}:[0-9]{{1,5}}|localhost)"
 IMAGE_REFERENCE = re.compile(
-    rf"^(?:(?P<host>{_HOST})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?$")
+    rf"(?:(?P<host>{_HOST})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
+    r"(?::(?P<tag>[\w][\w.-]{0,127}))?(?:@(?P<digest>sha256:[0-9a-f]{64}))?", re.ASCII)
 
 
 def _image(value: str, info: ValidationInfo) -> str:
     """A container image reference that parses, pinned to a tag or a digest, never `latest`
     (docs/tgi.md)."""
     example = vocabulary(info).default_image
-    ref = IMAGE_REFERENCE.match(value)
-    if ref is None or len(value) > 255:
+    ref = IMAGE_REFERENCE.fullmatch(value)
+    if ref is None or len(value.split("@")[0].rsplit(":", 1)[0] if ref["tag"] else ref["path"]) > 255:
         raise ValueError(f"{value!r} is not an image reference: [registry/]name[:tag][@sha256:<64 hex>], "
                          f"e.g. {example}")
     if ref["digest"] is None and ref["tag"] in (None, "latest"):

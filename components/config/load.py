@@ -63,6 +63,7 @@ def load(vocabulary: Vocabulary) -> Stack:
     """Reads and validates the stack's config. Raises ConfigError before anything is built."""
     raw = project_keys()
     errors = []
+    secrets = frozenset(str(raw[k]) for k in SECRET_KEYS if raw.get(k))  # kept out of messages
     for key in SECRET_KEYS:
         value = raw.pop(key, None)
         if value is not None and (isinstance(_decode(value), (dict, list)) or not str(value).strip()):
@@ -82,7 +83,7 @@ def load(vocabulary: Vocabulary) -> Stack:
     except ConfigError as exc:
         errors += exc.errors
     if errors:
-        raise ConfigError(errors)
+        raise ConfigError(errors, secrets)
     config = pulumi.Config(PROJECT)
     return Stack(project=pulumi.get_project(), stack=pulumi.get_stack(), region=region,
                  settings=settings, hf_token=config.get_secret("hfToken"),

@@ -42,6 +42,14 @@ class StackConfig(Settings):
             if g.ami_type.split("_")[0] != self.gpu_node_groups[0].ami_type.split("_")[0]:
                 errors.append(f"gpuNodeGroups[{i}].amiType: {g.ami_type} mixes AMI families with "
                               f"gpuNodeGroups[0] ({self.gpu_node_groups[0].ami_type}); use one family")
+        if self.addons.gpu_time_slicing_replicas and self.models:
+            # TGI sizes its KV cache at warmup from the GPU's free memory minus (1 -
+            # CUDA_MEMORY_FRACTION) x its total (text-generation-inference v3.3.7
+            # server/text_generation_server/utils/import_utils.py; mem_get_info is device-wide):
+            # the second pod on a time-sliced GPU finds no memory left and refuses to start.
+            errors.append("addons.gpuTimeSlicingReplicas: TGI cannot share a GPU between pods (the "
+                          "first pod's KV cache takes the memory the next one needs): give each "
+                          "replica whole GPUs, or unset it")
         if self.addons.gpu_time_slicing_replicas and self.bottlerocket:
             errors.append("addons.gpuTimeSlicingReplicas: needs the GPU operator's device plugin, "
                           "which is off on Bottlerocket (it ships its own)")

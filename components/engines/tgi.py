@@ -66,8 +66,6 @@ def launcher_env(slot: Slot, plan: Plan, revision: str) -> dict[str, str]:
         "USAGE_STATS": "off",
         "JSON_OUTPUT": "true",
     }
-    if plan.memory_fraction < 1:  # time-sliced: this pod's share of the GPU
-        env["CUDA_MEMORY_FRACTION"] = str(plan.memory_fraction)
     if plan.quantize:
         env["QUANTIZE"] = plan.quantize
     if slot.dtype:
@@ -106,17 +104,12 @@ class Resources:
     memory: str  # request and limit (includes the /dev/shm in memory)
 
 
-def pod_resources(instances: Iterable[GpuInstance], num_shard: int, gpu_share: int = 1) -> Resources:
-    """The share of the smallest instance of the node group that one replica's GPUs stand for
-    (a slice of one with time-slicing), leaving room for the kubelet, system reserve and the
-    node's daemons."""
-    gpus = num_shard / gpu_share
-    share = [(i.vcpus * gpus / i.gpus, i.memory_gib * gpus / i.gpus) for i in instances]
+def pod_resources(instances: Iterable[GpuInstance], num_shard: int) -> Resources:
+    """The share of the smallest instance of the node group that one replica's GPUs stand for,
+    leaving room for the kubelet, system reserve and the node's daemons."""
+    share = [(i.vcpus * num_shard / i.gpus, i.memory_gib * num_shard / i.gpus) for i in instances]
     vcpus = min(v for v, _ in share)
     memory = min(m for _, m in share)
-    if gpu_share > 1:  # slices of a GPU: the pods of one node must fit it together
-        return Resources(cpu_request=f"{math.floor(vcpus * 750)}m", cpu_limit=f"{math.floor(vcpus * 1000)}m",
-                         memory=f"{math.floor(memory * 0.6 * 1024)}Mi")
     return Resources(cpu_request=str(max(1, math.floor(vcpus * 0.75))),
                      cpu_limit=str(max(1, math.floor(vcpus))),
                      memory=f"{max(4, math.floor(memory * 0.6))}Gi")

@@ -40,7 +40,10 @@ def gpu_operator_values(bottlerocket: bool, time_slicing_replicas: Optional[int]
     if time_slicing_replicas:
         device_plugin["config"] = {"create": True, "name": "time-slicing", "default": "any", "data": {
             "any": "version: v1\nsharing:\n  timeSlicing:\n    resources:\n"
-                   f"    - name: nvidia.com/gpu\n      replicas: {time_slicing_replicas}\n"}}
+                   f"    - name: nvidia.com/gpu\n      replicas: {time_slicing_replicas}\n"
+                   # A pod asking for 2 replicas would get 2 slices of one GPU, not 2 GPUs
+                   # (NVIDIA/k8s-device-plugin README, "Shared Access to GPUs").
+                   "    failRequestsGreaterThanOne: true\n"}}
     return {
         "driver": {"enabled": False},
         "toolkit": {"enabled": False},

@@ -78,7 +78,6 @@ class Request:
     max_total_tokens: Optional[int] = None
     throughput_mode: str = "elastic"
     provisioned_mibps: Optional[int] = None
-    gpu_share: int = 1  # pods per GPU: addons.gpuTimeSlicingReplicas, else 1 (a whole GPU)
 
 
 @dataclass(frozen=True)
@@ -98,12 +97,6 @@ class Plan:
     max_batch_prefill_tokens: int
     hourly_usd: float  # the GPUs one replica occupies
     cold_start_seconds: int
-    gpu_share: int = 1  # pods per GPU (time-slicing)
-
-    @property
-    def memory_fraction(self) -> float:
-        """TGI's CUDA_MEMORY_FRACTION: the share of each GPU the pod may fill."""
-        return round(CUDA_MEMORY_FRACTION / self.gpu_share, 4)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -175,9 +168,6 @@ def rule_violation(entry: LockEntry, instance: GpuInstance, num_shard: int,
     kv_heads = entry.config.num_key_value_heads
     if kv_heads > 1 and kv_heads % num_shard:
         return f"{kv_heads} KV heads cannot be split into {num_shard} shards"
-    if req.gpu_share > 1 and num_shard > 1:
-        return (f"GPU time-slicing ({req.gpu_share} pods per GPU) gives a pod a slice of one GPU: "
-                f"a model that needs {num_shard} shards cannot run on slices")
     if quantize == "exl2" and num_shard > 1:
         return "exl2 cannot be sharded (TGI refuses NUM_SHARD > 1 with exl2)"
     if req.quantize == "fp8" and not instance.gpu.fp8:
@@ -209,11 +199,7 @@ def plan(model: str, entry: LockEntry, instance: GpuInstance, num_shard: int, re
     overhead = RUNTIME_OVERHEAD_BYTES + (NCCL_OVERHEAD_BYTES if num_shard > 1 else 0)
     total = instance.gpu_memory_bytes
     per_gpu = weights / num_shard
-    # With time-slicing, the pods on one GPU each get CUDA_MEMORY_FRACTION = 1 / pods: TGI's
-    # warmup counts free memory minus (1 - fraction) x total (server/text_generation_server/
-    # utils/import_utils.py), so each pod sizes its KV cache to its share.
-    fraction = CUDA_MEMORY_FRACTION / req.gpu_share
-    usable = total * fraction * WIGGLE_ROOM
+    usable = total * CUDA_MEMORY_FRACTION * WIGGLE_ROOM
     kv_memory = usable - per_gpu - overhead - activations
     capacity = max(int(kv_memory // kv_shard), 0)
 
@@ -223,8 +209,7 @@ def plan(model: str, entry: LockEntry, instance: GpuInstance, num_shard: int, re
     if why_not is None:
         if per_gpu + overhead + activations > usable:
             why_not = (f"the weights need {per_gpu / GIB:.1f} GiB per GPU; {instance.gpu.name} has "
-                       f"{total / GIB:.1f} GiB, of which TGI uses {fraction * WIGGLE_ROOM:.0%}"
-                       + (f" ({req.gpu_share} pods share each GPU)" if req.gpu_share > 1 else ""))
+                       f"{total / GIB:.1f} GiB, of which TGI uses {WIGGLE_ROOM:.0%}")
         elif capacity < max(max_total, prefill):
             why_not = (f"KV cache holds {capacity} tokens after {per_gpu / GIB:.1f} GiB of weights "
                        f"per GPU; needs {max(max_total, prefill)} (maxTotalTokens and the "
@@ -240,7 +225,6 @@ def plan(model: str, entry: LockEntry, instance: GpuInstance, num_shard: int, re
         max_input_tokens=max_input, max_total_tokens=max_total, max_batch_prefill_tokens=prefill,
         hourly_usd=round(instance.hourly_usd * num_shard / instance.gpus, 4),
         cold_start_seconds=cold_start_seconds(entry.weights_bytes, req),
-        gpu_share=req.gpu_share,
     )
 
 
@@ -270,7 +254,7 @@ def plan_node_group(model: str, entry: LockEntry, instance_types: list[str], req
     fewest shards that fit on all. The plan returned is the one on the tightest type."""
     instances = [CATALOG[t] for t in instance_types]
     last: list[Plan] = []
-    for n in SHARDS if req.gpu_share == 1 else (1,):
+    for n in SHARDS:
         if n > min(i.gpus for i in instances):
             break
         last = [plan(model, entry, i, n, req) for i in instances]

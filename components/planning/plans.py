@@ -5,20 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import ConfigError, Slot, Stack, StackConfig
+from ..config import ConfigError, Slot, Stack, StackConfig, StorageConfig
 from . import planner
 from .catalog import CATALOG
 from .lock import LOCK_FILE, Lock, LockError, read
 
 
-def slot_request(slot: Slot, settings: StackConfig) -> planner.Request:
-    storage = settings.storage
+def slot_request(slot: Slot, storage: StorageConfig) -> planner.Request:
     return planner.Request(quantize=slot.quantize, dtype=slot.dtype,
                            max_input_tokens=slot.max_input_tokens,
                            max_total_tokens=slot.max_total_tokens,
                            throughput_mode=storage.throughput_mode,
-                           provisioned_mibps=storage.provisioned_throughput_mibps,
-                           gpu_share=settings.addons.gpu_time_slicing_replicas or 1)
+                           provisioned_mibps=storage.provisioned_throughput_mibps)
 
 
 Plans = dict[str, dict[str, planner.Plan]]  # model name -> slot -> plan
@@ -45,7 +43,7 @@ def plan_models(settings: StackConfig, lock: Lock, stack: str) -> tuple[Plans, l
                     f"`python -m components lock --stack {stack}`")
                 continue
             group = groups[slot.node_group]
-            request = slot_request(slot, settings)
+            request = slot_request(slot, settings.storage)
             plan = planner.plan_node_group(slot.id, entry, group.instance_types, request)
             plans.setdefault(model.name, {})[slot.slot] = plan
             if not plan.fits:
@@ -61,20 +59,18 @@ def plan_models(settings: StackConfig, lock: Lock, stack: str) -> tuple[Plans, l
 def capacity(settings: StackConfig, plans: Plans) -> tuple[list[str], list[str]]:
     """Errors for node groups that can never hold the minimum replicas of the model slots placed
     on them (both slots of a blue-green model run at once), warnings for those that cannot hold
-    the maximum. A replica takes `numShard` GPUs (slices, with time-slicing) of one node."""
-    share = settings.addons.gpu_time_slicing_replicas or 1
+    the maximum. A replica takes `numShard` GPUs of one node."""
     errors, warnings = [], []
     for g, group in enumerate(settings.gpu_node_groups):
-        per_node = min(CATALOG[t].gpus for t in group.instance_types) * share
+        per_node = min(CATALOG[t].gpus for t in group.instance_types)
         held = group.max_size * per_node
         placed = [(model, plans[model.name][slot.slot]) for model in settings.models
                   for slot in model.resolved_slots()
                   if slot.node_group == group.name and slot.slot in plans.get(model.name, {})]
         need_min = sum(m.replicas.min * p.num_shard for m, p in placed)
         need_max = sum(m.replicas.max * p.num_shard for m, p in placed)
-        gpus = "GPU slices" if share > 1 else "GPUs"
         names = ", ".join(sorted({m.name for m, _ in placed}))
-        what = f"{group.max_size} node(s) of {per_node} {gpus} hold {held}"
+        what = f"{group.max_size} node(s) of {per_node} GPUs hold {held}"
         if need_min > held:
             errors.append(f"gpuNodeGroups[{g}].maxSize: {what}; the minimum replicas of {names} "
                           f"need {need_min}: raise maxSize or lower replicas.min")

@@ -17,9 +17,12 @@ from .shared import HF_TOKEN_KEY
 from .slots import SlotSpec
 
 
-def download_job(scope: Scope, spec: SlotSpec, account: k8s.core.v1.ServiceAccount,
+def download_job(scope: Scope, spec: SlotSpec, image: str, account: k8s.core.v1.ServiceAccount,
                  cache: k8s.core.v1.PersistentVolumeClaim, policy: pulumi.Resource,
                  hf_token_secret: Optional[pulumi.Input[str]]) -> k8s.batch.v1.Job:
+    """The Job of one commit, whichever slots use it: nothing in it comes from a slot's own
+    settings, so adding or removing a slot leaves it as it is (a changed Job template would
+    replace the Job and download again)."""
     slot = spec.slot
     labels = {**scope.labels, "app.kubernetes.io/component": "download"}
     env = [{"name": "MODEL_ID", "value": slot.id}, {"name": "REVISION", "value": spec.revision},
@@ -28,7 +31,7 @@ def download_job(scope: Scope, spec: SlotSpec, account: k8s.core.v1.ServiceAccou
     if spec.gated:
         env.append({"name": HF_TOKEN_KEY, "valueFrom": {"secretKeyRef": {
             "name": hf_token_secret, "key": HF_TOKEN_KEY}}})
-    timeout = tgi.job_timeout_seconds(spec.plan.weights_bytes)
+    timeout = tgi.job_timeout_seconds(spec.stored_bytes)
     job_name = download_job_name(scope.model, slot.id, spec.revision)
     # Named for the commit it downloads, not for a slot: removing the slot that created it
     # must not rename it (the Kubernetes name would clash while both exist).
@@ -47,7 +50,7 @@ def download_job(scope: Scope, spec: SlotSpec, account: k8s.core.v1.ServiceAccou
             "nodeSelector": {NODE_GROUP_LABEL: SYSTEM_GROUP},
             "containers": [hardened({
                 "name": "download",
-                "image": tgi.image(slot),
+                "image": image,
                 "imagePullPolicy": "IfNotPresent",
                 "command": ["python", "-c", tgi.download_script()],
                 "env": env,

@@ -36,6 +36,7 @@ class ModelServiceArgs:
     replicas: Replicas
     storage_class: pulumi.Input[str]
     lb_source_cidrs: list[str]  # where the load balancer's traffic and health checks come from
+    download_image: str  # runs the download Jobs (huggingface_hub): the model's image, not a slot's
     hf_token_secret: Optional[pulumi.Input[str]] = None
     ingress: Optional[IngressConfig] = None
     waf_acl_arn: Optional[pulumi.Input[str]] = None
@@ -64,7 +65,7 @@ class ModelService(pulumi.ComponentResource):
             f"{args.model}-cache"), spec={
             "accessModes": ["ReadWriteMany"],
             "storageClassName": args.storage_class,
-            "resources": {"requests": {"storage": f"{tgi.cache_request_gib(max(s.plan.weights_bytes for s in args.slots))}Gi"}},
+            "resources": {"requests": {"storage": f"{tgi.cache_request_gib(max(s.stored_bytes for s in args.slots))}Gi"}},
         }, opts=scope.opts())
 
         # The download Jobs start once they may reach DNS and the Hub (the namespace denies all).
@@ -75,8 +76,8 @@ class ModelService(pulumi.ComponentResource):
             # Slots that run the same commit share its download (one Job per commit).
             commit = (spec.slot.id, spec.revision)
             if commit not in jobs:
-                jobs[commit] = download_job(scope, spec, account, cache, download_policy,
-                                            args.hf_token_secret)
+                jobs[commit] = download_job(scope, spec, args.download_image, account, cache,
+                                            download_policy, args.hf_token_secret)
             self.deployments[spec.slot.slot] = workload = deployment(scope, spec, args.replicas,
                                                                      account, cache, jobs[commit])
             if args.replicas.max > args.replicas.min:

@@ -17,6 +17,7 @@ class SlotSpec:
     slot: Slot
     plan: Plan
     revision: str  # the commit the lock pinned
+    stored_bytes: int  # the weights as downloaded (the lock's weights_bytes), not as in GPU memory
     gated: bool
     instances: list[GpuInstance]  # the instance types of its node group
 
@@ -29,5 +30,6 @@ def slot_specs(model: ModelConfig, settings: StackConfig, plans: Plans, lock: Lo
         specs.append(SlotSpec(slot=s, plan=plans[model.name][s.slot],
                               # the commit the lock pinned, else what the config says
                               revision=entry.revision or s.revision, gated=entry.gated,
+                              stored_bytes=entry.weights_bytes,
                               instances=[CATALOG[t] for t in groups[s.node_group].instance_types]))
     return specs

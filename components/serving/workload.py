@@ -29,7 +29,7 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
                cache: k8s.core.v1.PersistentVolumeClaim, job: k8s.batch.v1.Job) -> k8s.apps.v1.Deployment:
     slot, plan = spec.slot, spec.plan
     labels, selector = slot_labels(scope, spec), slot_selector(scope, slot.slot)
-    resources = tgi.pod_resources(spec.instances, plan.num_shard, plan.gpu_share)
+    resources = tgi.pod_resources(spec.instances, plan.num_shard)
     env = [{"name": k, "value": v} for k, v in tgi.launcher_env(slot, plan, spec.revision).items()]
     env.append({"name": API_KEY_KEY, "valueFrom": {"secretKeyRef": {
         "name": API_KEY_SECRET, "key": API_KEY_KEY}}})

@@ -90,15 +90,14 @@ CASES = [
     (model(revision="v2"), "models[0].revision: Qwen/Qwen2.5-7B-Instruct at 'v2' is not in models.lock.yaml (locked: 'main'): run `python -m components lock --stack bad`"),
     (setting("addons", {"gpuTimeSlicingReplicas": 1}), "addons.gpuTimeSlicingReplicas: 1 is not allowed"),
     # accepted once, can never run (issue #11)
-    # (half an L4 holds ~15k tokens of KV cache besides 8-bit Qwen2.5-7B: below maxInputTokens)
-    (lambda c: (setting("addons", {"gpuTimeSlicingReplicas": 2})(c), model(maxTotalTokens=None, maxInputTokens=20000, quantize="eetq")(c)),
-     "models[0]: Qwen/Qwen2.5-7B-Instruct does not fit node group gpu-24g (g6.xlarge, 1 shard(s)): maxInputTokens 20000 must be less than maxTotalTokens, which is"),
+    # (an L4 holds ~84k tokens of KV cache besides Qwen2.5-7B, its context 32768: the planned total)
+    (model(maxTotalTokens=None, maxInputTokens=32768),
+     "models[0]: Qwen/Qwen2.5-7B-Instruct does not fit node group gpu-24g (g6.xlarge, 1 shard(s)): maxInputTokens 32768 must be less than maxTotalTokens"),
     (model(replicas={"min": 3, "max": 3}),
      "gpuNodeGroups[0].maxSize: 2 node(s) of 1 GPUs hold 2; the minimum replicas of qwen-7b need 3"),
     (lambda c: c["llmserve:models"].append({**c["llmserve:models"][0], "name": "qwen-7b-b", "replicas": {"min": 2, "max": 2}}),
      "gpuNodeGroups[0].maxSize: 2 node(s) of 1 GPUs hold 2; the minimum replicas of qwen-7b, qwen-7b-b need 3"),
-    (lambda c: (setting("addons", {"gpuTimeSlicingReplicas": 4})(c), model(maxTotalTokens=4096, maxInputTokens=2048)(c)),
-     "models[0]: Qwen/Qwen2.5-7B-Instruct does not fit node group gpu-24g (g6.xlarge, 1 shard(s)): the weights need 14.2 GiB per GPU; L4 has 22.5 GiB, of which TGI uses 22% (4 pods share each GPU)"),
+    (setting("addons", {"gpuTimeSlicingReplicas": 4}), "addons.gpuTimeSlicingReplicas: TGI cannot share a GPU between pods"),
     (lambda c: (setting("ingress", {**INGRESS, "scheme": "internet-facing", "allowedCidrs": ["198.51.100.7/32"]})(c),
                 c["llmserve:cluster"].update(vpc={"id": "vpc-0123456789abcdef0",
                                                   "privateSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]})),

@@ -194,3 +194,16 @@ def test_secrets_typed_in_plain_text_are_read_as_pulumi_secrets(dev_settings):
         loaded[name] = (_sync_await(output.future()), _sync_await(output.is_secret()))
     assert loaded == {"hf_token": ("hf_plain_token", True), "api_key": ("plain-api-key-0123456789", True)}
     assert stack.cluster_name == "llmserve-test"
+
+
+def test_pulumi_up_never_shows_a_token_typed_into_a_setting(dev_settings):
+    """Under `pulumi up` the engine prints the ConfigError: a token pasted into the wrong setting
+    and the configured secrets are redacted from it."""
+    dev_settings["cluster"]["kubernetesVersion"] = "hf_PastedByMistake0123456789"
+    dev_settings["hfToken"] = "not-hf-shaped-secret-value"
+    dev_settings["models"][0]["quantize"] = "not-hf-shaped-secret-value"
+    with pytest.raises(ConfigError) as err:
+        run_settings(dev_settings)
+    assert "cluster.kubernetesVersion: '[secret]' is not one of" in str(err.value)
+    assert "models[0].quantize: '[secret]' is not one of" in str(err.value)
+    assert "PastedByMistake" not in str(err.value) and "not-hf-shaped" not in str(err.value)

@@ -81,6 +81,18 @@ def test_eks_endpoint(vpc, ok):
     assert (found == []) == ok, found
 
 
+@pytest.mark.parametrize("annotations,ok", [
+    ({"alb.ingress.kubernetes.io/scheme": "internal"}, True),
+    ({"alb.ingress.kubernetes.io/scheme": "internet-facing"}, False),  # the controller's default: open
+    ({"alb.ingress.kubernetes.io/scheme": "internet-facing", "alb.ingress.kubernetes.io/inbound-cidrs": "198.51.100.0/24"}, True),
+    ({"alb.ingress.kubernetes.io/scheme": "internet-facing", "alb.ingress.kubernetes.io/inbound-cidrs": "0.0.0.0/1, 128.0.0.0/1"}, False),
+])
+def test_internet_facing_load_balancer(annotations, ok):
+    found = _violations(policies.load_balancer_not_open, "kubernetes:networking.k8s.io/v1:Ingress",
+                        {"metadata": {"annotations": annotations}})
+    assert (found == []) == ok, found
+
+
 def test_efs_encrypted():
     assert _violations(policies.efs_encrypted, "aws:efs/fileSystem:FileSystem", {"encrypted": True}) == []
     assert _violations(policies.efs_encrypted, "aws:efs/fileSystem:FileSystem", {}) == [
@@ -96,8 +108,8 @@ def test_kubernetes_secrets_declared_secret():
 
 def test_pack_lists_every_policy():
     assert [p.name for p in policies.POLICIES] == [
-        "gpu-limits-and-toleration", "images-pinned", "eks-endpoint-not-open", "efs-encrypted",
-        "secrets-from-pulumi-secrets"]
+        "gpu-limits-and-toleration", "images-pinned", "eks-endpoint-not-open",
+        "load-balancer-not-open", "efs-encrypted", "secrets-from-pulumi-secrets"]
     assert all(p.description for p in policies.POLICIES)
     assert (ROOT / "policy" / "PulumiPolicy.yaml").is_file()
 

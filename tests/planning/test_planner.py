@@ -269,3 +269,18 @@ def test_readme_shows_the_plan_of_the_example_stacks():
     for stack in ("dev", "prod"):
         table = cli("plan", "--stack", stack).stdout.strip()
         assert table in readme, f"README's plan table of {stack} is out of date:\n{table}"
+
+
+def test_max_input_tokens_must_stay_below_what_the_kv_cache_holds():
+    """A long-context model: TGI's total defaults to the KV capacity, below the context; a
+    maxInputTokens above that capacity can never start (MAX_INPUT_TOKENS < MAX_TOTAL_TOKENS)."""
+    entry = LOCK.models[LLAMA_13B]  # 40 KV heads: 0.8 MiB of KV cache per token
+    long_context = entry.model_copy(update={"config": entry.config.model_copy(
+        update={"max_position_embeddings": 131072})})
+    fits = plan(LLAMA_13B, long_context, CATALOG["g5.12xlarge"], 4, Request(max_input_tokens=4096))
+    assert fits.fits and fits.max_total_tokens == fits.kv_capacity_tokens < 131072
+    too_long = plan(LLAMA_13B, long_context, CATALOG["g5.12xlarge"], 4,
+                    Request(max_input_tokens=fits.kv_capacity_tokens + 1))
+    assert not too_long.fits
+    assert too_long.reason.startswith(f"maxInputTokens {fits.kv_capacity_tokens + 1} must be less than "
+                                      f"maxTotalTokens, which is {fits.kv_capacity_tokens} here")

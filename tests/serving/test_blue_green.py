@@ -7,6 +7,7 @@ import copy
 import pytest
 
 from components.config import ConfigError
+from components.engines.tgi import DEFAULT_IMAGE as TGI_IMAGE
 from components.offline import mockrun
 from components.planning.lock import LockEntry
 from components.planning.plans import plan_models
@@ -66,7 +67,8 @@ def test_blue_green_across_two_revisions_of_one_repo(dev_settings):
     def program():
         ModelService("svc", ModelServiceArgs(
             model=model.name, namespace="llm", slots=slot_specs(model, settings, plans, lock),
-            active="blue", replicas=model.replicas, storage_class="efs-model-cache", lb_source_cidrs=[]))
+            active="blue", replicas=model.replicas, storage_class="efs-model-cache", lb_source_cidrs=[],
+            download_image=TGI_IMAGE))
 
     run = mockrun.run_mocked(program, "test", {})
     revisions = {r.inputs["metadata"]["name"]: env(container(mockrun.reveal(r.inputs)))["REVISION"]
@@ -100,6 +102,11 @@ def test_readme_step_one_renders_with_one_download_for_both_slots(dev_settings):
     deployments = run.of_type(DEPLOYMENT)
     assert {d.inputs["metadata"]["name"] for d in deployments} == {"qwen-7b-blue", "qwen-7b-green"}
     assert all(job.urn in d.dependencies for d in deployments)
+    # Step 3 removes blue: the Job is the same resource with the same inputs (no new download).
+    del model["slots"]["blue"]
+    model["active"] = "green"
+    [after] = run_settings(dev_settings).of_type(JOB)
+    assert (after.urn, mockrun.reveal(after.inputs)) == (job.urn, mockrun.reveal(job.inputs))
 
 
 @pytest.mark.parametrize("names", [["default-deny"], ["x", "x-download"], ["x-serving", "x"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from components.engines.tgi import DEFAULT_IMAGE as TGI_IMAGE
 from components.offline import mockrun
 from components.planning.plans import plan_models
 from components.serving.labels import download_job_name
@@ -53,7 +54,7 @@ def test_hf_token_secret_and_gated_download(dev_settings):
     def program():
         ModelService("svc", ModelServiceArgs(
             model=model.name, namespace="llm", slots=slot_specs(model, settings, plans, lock),
-            active="blue", replicas=model.replicas, storage_class="efs-model-cache",
+            active="blue", replicas=model.replicas, storage_class="efs-model-cache", download_image=TGI_IMAGE,
             lb_source_cidrs=[], hf_token_secret="hf-token"))
 
     run = mockrun.run_mocked(program, "test", {})
