@@ -284,3 +284,18 @@ def test_max_input_tokens_must_stay_below_what_the_kv_cache_holds():
     assert not too_long.fits
     assert too_long.reason.startswith(f"maxInputTokens {fits.kv_capacity_tokens + 1} must be less than "
                                       f"maxTotalTokens, which is {fits.kv_capacity_tokens} here")
+
+
+def test_a_group_too_small_for_max_replicas_is_a_warning(tmp_path):
+    """Two nodes of one GPU can hold the minimum (1) but not the maximum (5): the stack is
+    accepted, and both plan and render say what the autoscaler will not reach."""
+    import yaml
+    doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
+    doc["config"]["llmserve:models"][0]["replicas"] = {"min": 1, "max": 5}
+    stack = tmp_path / "Pulumi.warn.yaml"
+    stack.write_text(yaml.safe_dump(doc))
+    warning = "gpuNodeGroups[0].maxSize: 2 node(s) of 1 GPUs hold 2; the maximum replicas of qwen-7b need 5"
+    planned = cli("plan", "--stack", "warn", "--config-file", str(stack))
+    assert planned.returncode == 0 and f"warning: {warning}" in planned.stderr
+    rendered = cli("render", "--stack", "warn", "--config-file", str(stack), "--out", str(tmp_path / "out"))
+    assert rendered.returncode == 0 and warning in rendered.stderr
