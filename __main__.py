@@ -103,9 +103,9 @@ serving = Serving(f"{name}-serving", ServingArgs(
     rate_limit_per_5min=ingress.rate_limit_per_5min if ingress else None,
     tags=tags,
 ), opts=k8s)
-# The load balancer's nodes sit in the private subnets (internal) or the public ones.
+# The load balancer's nodes sit in its own subnets (internal) or the public ones.
 lb_cidrs = [] if ingress is None else (
-    network.private_cidrs if ingress.scheme == "internal" else network.public_cidrs)
+    network.load_balancer_cidrs if ingress.scheme == "internal" else network.public_cidrs)
 for model in cfg.models:
     ModelService(f"{name}-{model.name}", ModelServiceArgs(
         model=model.name,

@@ -23,8 +23,25 @@ def provenance(chart: str) -> dict:
     return yaml.safe_load((CHARTS / chart / "PROVENANCE").read_text())
 
 
+def subcharts(chart: str) -> list[str]:
+    """The fixtures of the chart's dependencies (PROVENANCE `subchartOf`): their values go under
+    a key named after them."""
+    return sorted(p.name for p in CHARTS.iterdir() if provenance(p.name).get("subchartOf") == chart)
+
+
 def chart_values(chart: str) -> dict:
-    return yaml.safe_load((CHARTS / chart / "values.yaml").read_text())
+    """The chart's defaults, each dependency's own defaults merged under its key (the parent's
+    values.yaml lists only the few it overrides)."""
+    values = yaml.safe_load((CHARTS / chart / "values.yaml").read_text())
+    for dependency in subcharts(chart):
+        values[dependency] = _merged(chart_values(dependency), values.get(dependency) or {})
+    return values
+
+
+def _merged(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: _merged(base.get(k), v) for k, v in over.items()}}
+    return over
 
 
 def unknown_keys(chart: str, values: dict) -> list[str]:

@@ -40,6 +40,9 @@ class VpcConfig(Settings):
     id: Optional[str] = None
     private_subnet_ids: list[SubnetId] = []
     public_subnet_ids: list[SubnetId] = []
+    # Subnets for internal load balancers only: the serving pods admit these, not the private
+    # subnets where every node and pod lives.
+    load_balancer_subnet_ids: list[SubnetId] = []
 
     @field_validator("cidr")
     @classmethod
@@ -64,9 +67,9 @@ class VpcConfig(Settings):
             if self.cidr is None:
                 raise ValueError("set cidr for a new VPC, or id with privateSubnetIds for an "
                                  "existing one")
-            if self.private_subnet_ids or self.public_subnet_ids:
-                raise ValueError("privateSubnetIds and publicSubnetIds belong to an existing "
-                                 "VPC: set id too, or remove them")
+            if self.private_subnet_ids or self.public_subnet_ids or self.load_balancer_subnet_ids:
+                raise ValueError("privateSubnetIds, publicSubnetIds and loadBalancerSubnetIds belong "
+                                 "to an existing VPC: set id too, or remove them")
         elif len(set(self.private_subnet_ids)) < 2:
             raise ValueError("privateSubnetIds: an existing VPC needs private subnets in at "
                              "least 2 AZs")

@@ -57,6 +57,10 @@ class StackConfig(Settings):
         if self.ingress and self.ingress.scheme == "internet-facing" and vpc.id and not vpc.public_subnet_ids:
             errors.append("ingress.scheme: an internet-facing load balancer needs public subnets: "
                           "set cluster.vpc.publicSubnetIds of the existing VPC, or use internal")
+        if self.ingress and self.ingress.scheme == "internal" and vpc.id and not vpc.load_balancer_subnet_ids:
+            errors.append("cluster.vpc.loadBalancerSubnetIds: required with an internal ingress on "
+                          "an existing VPC: small subnets (/27 or larger, one per AZ) for the load "
+                          "balancers only; the serving pods admit their addresses")
         errors += _duplicates("models", [m.name for m in self.models])
         groups = [g.name for g in self.gpu_node_groups]
         for i, m in enumerate(self.models):

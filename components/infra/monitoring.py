@@ -42,9 +42,15 @@ def prometheus_stack_values(cfg: MonitoringConfig, storage_class: pulumi.Input[s
         "grafana": {
             "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user",
                       "passwordKey": "admin-password"},
+            # A Role in `monitoring`, not a ClusterRole: the sidecars read ConfigMaps and Secrets
+            # (grafana chart 12.11.1 templates/role.yaml, clusterrole.yaml), here only its own.
+            "rbac": {"namespaced": True},
             "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard",
-                                       "labelValue": "1", "searchNamespace": "ALL"}},
+                                       "labelValue": "1", "searchNamespace": NAMESPACE}},
         },
+        # Its RBAC follows its collectors (kube-state-metrics chart 8.4.0 templates/role.yaml):
+        # without the secrets collector it may not list Secrets.
+        "kube-state-metrics": {"collectorsExclude": ["secrets"]},
     }
 
 

@@ -156,3 +156,11 @@ def test_exit_code_and_stderr_of_the_real_command(tmp_path):
     assert any(line.startswith("gpuNodeGroups[0].capacityType:") for line in lines)
     assert any(line.startswith("models[0].quantize:") for line in lines)
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_internal_ingress_on_an_existing_vpc_needs_load_balancer_subnets(tmp_path, capsys):
+    existing = {"id": "vpc-0123456789abcdef0",
+                "privateSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]}
+    code = main(["render", "--stack", "bad", "--config-file", str(_write(tmp_path, lambda c: (
+        setting("ingress", INGRESS)(c), c["llmserve:cluster"].update(vpc=existing)))), "--out", str(tmp_path / "o")])
+    assert code == 2 and "cluster.vpc.loadBalancerSubnetIds: required with an internal ingress" in capsys.readouterr().err

@@ -49,7 +49,15 @@ def test_every_pinned_chart_has_its_fixture_at_the_same_version():
     """Bumping a chart in components/infra/charts.py fails here until its fixture is refreshed
     (docs/charts.md says how)."""
     pinned = [c for c in vars(charts_module).values() if isinstance(c, charts_module.Chart)]
-    assert {c.name for c in pinned} == {p.name for p in CHARTS.iterdir()}
+    fixtures = {p.name: provenance(p.name) for p in CHARTS.iterdir()}
+    assert {c.name for c in pinned} == {n for n, f in fixtures.items() if "subchartOf" not in f}
+    for name, fixture in fixtures.items():  # a dependency's fixture is the version its parent pins
+        if "subchartOf" in fixture:
+            parent = yaml.safe_load((CHARTS / fixture["subchartOf"] / "Chart.yaml").read_text())
+            [dependency] = [d for d in parent["dependencies"] if d["name"] == name]
+            assert fixture["version"] == dependency["version"] == yaml.safe_load(
+                (CHARTS / name / "Chart.yaml").read_text())["version"], name
+            assert fixture["helmRepository"] == dependency["repository"], name
     for chart in pinned:
         fixture = provenance(chart.name)
         assert fixture["version"] == chart.version, f"tests/data/charts/{chart.name} is {fixture['version']}"
@@ -212,6 +220,20 @@ def test_grafana_gets_a_generated_admin_password_and_the_dashboards_sidecar(dev_
     secret = next(r for r in dev_run.of_type("kubernetes:core/v1:Secret") if r.inputs["metadata"]["name"] == "grafana-admin")
     assert mockrun.is_secret(secret.inputs["stringData"])
     assert mockrun.is_secret(dev_run.outputs["grafanaAdminPassword"])
+
+
+def test_monitoring_cannot_read_secrets_outside_its_namespace(dev_run):
+    """Grafana's sidecars get a Role in `monitoring` (no ClusterRole on Secrets), and
+    kube-state-metrics runs without its secrets collector, so its ClusterRole has no Secrets."""
+    values = releases(dev_run)["kube-prometheus-stack"]["values"]
+    assert values["grafana"]["rbac"]["namespaced"] is True
+    assert values["grafana"]["sidecar"]["dashboards"]["searchNamespace"] == "monitoring"
+    assert values["kube-state-metrics"]["collectorsExclude"] == ["secrets"]
+    # Both keys are the subcharts' own (checked against their published values.yaml).
+    assert unknown_keys("kube-prometheus-stack", {"grafana": {"rbac": {"namespaced": True}},
+                                                  "kube-state-metrics": {"collectorsExclude": []}}) == []
+    assert unknown_keys("kube-prometheus-stack", {"grafana": {"rbac": {"namespacd": True}}}) == [
+        "grafana.rbac.namespacd"]
 
 
 def test_tgi_pods_are_scraped_by_the_stacks_prometheus(prod_run):
