@@ -23,6 +23,7 @@ CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterA
 # EBS CSI driver add-on: service account and managed policy (docs.aws.amazon.com/eks/latest/
 # userguide/ebs-csi.html).
 EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
+CNI_SERVICE_ACCOUNT = "aws-node"  # the VPC CNI's DaemonSet
 EBS_CSI_POLICY = f"{MANAGED}/service-role/AmazonEBSCSIDriverPolicy"
 BLOCK_STORAGE_CLASS = "gp3"
 
@@ -146,17 +147,27 @@ class Cluster(pulumi.ComponentResource):
                 policy_arn=CLUSTER_ADMIN_POLICY,
                 access_scope=eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"), opts=child)
 
+        # The VPC CNI manages the nodes' network interfaces with a role of its own through Pod
+        # Identity, not the node role every pod could reach
+        # (https://docs.aws.amazon.com/eks/latest/userguide/add-ons-iam.html).
+        cni_role = PodIdentityRole(f"{name}-vpc-cni", PodIdentityRoleArgs(
+            cluster_name=cluster_name, namespace="kube-system", service_account=CNI_SERVICE_ACCOUNT,
+            managed_policy_arns=[f"{MANAGED}/AmazonEKS_CNI_Policy"], associate=False, tags=tags),
+            opts=child)
         # Networking and credentials come before nodes; CoreDNS needs nodes to run on.
         addons = [
             eks.Addon(f"{name}-{addon}", cluster_name=cluster_name, addon_name=addon,
-                      configuration_values=values, resolve_conflicts_on_create="OVERWRITE",
+                      configuration_values=values, pod_identity_associations=identities,
+                      resolve_conflicts_on_create="OVERWRITE",
                       resolve_conflicts_on_update="OVERWRITE", tags=tags, opts=child)
-            for addon, values in (
+            for addon, values, identities in (
                 # NetworkPolicy objects are enforced only with the VPC CNI's network policy agent
                 # on (docs.aws.amazon.com/eks/latest/userguide/cni-network-policy.html).
-                ("vpc-cni", json.dumps({"enableNetworkPolicy": "true"})),
-                ("kube-proxy", None),
-                ("eks-pod-identity-agent", None),
+                ("vpc-cni", json.dumps({"enableNetworkPolicy": "true"}),
+                 [eks.AddonPodIdentityAssociationArgs(service_account=CNI_SERVICE_ACCOUNT,
+                                                      role_arn=cni_role.role_arn)]),
+                ("kube-proxy", None, None),
+                ("eks-pod-identity-agent", None, None),
             )
         ]
 
@@ -168,8 +179,7 @@ class Cluster(pulumi.ComponentResource):
         self.node_role_arn = after(self.node_role.arn, [
             iam.RolePolicyAttachment(f"{name}-node-{policy}", role=self.node_role.name,
                                      policy_arn=f"{MANAGED}/{policy}", opts=child)
-            for policy in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly",
-                           "AmazonEKS_CNI_Policy")])
+            for policy in ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly")])
 
         system = args.system_nodes
         self.system_nodes = NodeGroup(f"{name}-system", NodeGroupArgs(

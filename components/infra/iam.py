@@ -20,6 +20,28 @@ def trust_policy(service: str) -> str:
     })
 
 
+def pod_identity_trust(account_id: pulumi.Input[str], cluster_name: pulumi.Input[str],
+                       namespace: str, service_account: str) -> pulumi.Output[str]:
+    """Assume-role policy of an EKS Pod Identity role that only this cluster's association for
+    this service account can use: EKS Pod Identity tags the session with the cluster, namespace
+    and service account, and the trust policy matches them
+    (https://docs.aws.amazon.com/eks/latest/userguide/pod-id-role.html, "Setting Conditions";
+    the tags: https://docs.aws.amazon.com/eks/latest/userguide/pod-id-abac.html)."""
+    return pulumi.Output.json_dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": {"StringEquals": {
+                "aws:SourceAccount": account_id,
+                "aws:RequestTag/eks-cluster-name": cluster_name,
+                "aws:RequestTag/kubernetes-namespace": namespace,
+                "aws:RequestTag/kubernetes-service-account": service_account,
+            }},
+        }],
+    })
+
+
 def after(value: pulumi.Input[str], resources: list[pulumi.CustomResource]) -> pulumi.Output[str]:
     """value, resolved only once the resources exist: what is created with it waits for them
     (a role's ARN once its policies are attached, a cluster's name once its add-ons are in)."""

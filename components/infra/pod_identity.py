@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
+import pulumi_aws as aws
 from pulumi_aws import eks, iam
 
-from .iam import after, trust_policy
+from .iam import after, pod_identity_trust
 
 
 @dataclass
@@ -30,8 +31,9 @@ class PodIdentityRole(pulumi.ComponentResource):
     def __init__(self, name: str, args: PodIdentityRoleArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:infra:PodIdentityRole", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        role = iam.Role(f"{name}-role", assume_role_policy=trust_policy("pods.eks.amazonaws.com"),
-                        tags=args.tags, opts=child)
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        role = iam.Role(f"{name}-role", assume_role_policy=pod_identity_trust(
+            account, args.cluster_name, args.namespace, args.service_account), tags=args.tags, opts=child)
         grants: list[pulumi.CustomResource] = [
             iam.RolePolicyAttachment(f"{name}-{arn.rsplit('/', 1)[-1]}", role=role.name,
                                      policy_arn=arn, opts=child)

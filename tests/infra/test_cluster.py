@@ -75,11 +75,41 @@ def test_managed_addons_and_their_order(dev_run):
         # Networking and credentials before nodes join; the node role's policies attached first.
         assert {addons[a].name for a in ("vpc-cni", "kube-proxy", "eks-pod-identity-agent")} \
             <= names(ng.dependencies)
-        assert {"llmserve-dev-node-AmazonEKSWorkerNodePolicy", "llmserve-dev-node-AmazonEKS_CNI_Policy"} \
-            <= names(ng.dependencies)
+        assert "llmserve-dev-node-AmazonEKSWorkerNodePolicy" in names(ng.dependencies)
     # CoreDNS and the EFS CSI controller need nodes to run on.
     for addon in ("coredns", "aws-efs-csi-driver", "aws-ebs-csi-driver"):
         assert "llmserve-dev-system-ng" in names(addons[addon].dependencies)
+
+
+def test_the_vpc_cni_has_its_own_role_not_the_nodes(dev_run):
+    """Every pod can reach what the node role may do (it is the node's): the CNI's permissions
+    to manage network interfaces go to its own Pod Identity role instead."""
+    node_policies = {p.inputs["policyArn"].rsplit("/", 1)[-1] for p in dev_run.of_type(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment") if "-node-" in p.name}
+    assert node_policies == {"AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryPullOnly"}
+    cni = next(a for a in dev_run.of_type(ADDON) if a.inputs["addonName"] == "vpc-cni")
+    [association] = mockrun.reveal(cni.inputs)["podIdentityAssociations"]
+    assert association["serviceAccount"] == "aws-node"
+    role = next(r for r in dev_run.of_type("aws:iam/role:Role") if r.outputs["arn"] == association["roleArn"])
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
+    assert trust["aws:RequestTag/kubernetes-service-account"] == "aws-node"
+    attached = {p.inputs["policyArn"].rsplit("/", 1)[-1] for p in dev_run.of_type(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment") if p.inputs["role"] == role.outputs["name"]}
+    assert attached == {"AmazonEKS_CNI_Policy"}
+
+
+def test_pod_identity_roles_trust_only_their_cluster_namespace_and_service_account(prod_run):
+    """No other cluster's (or account's) Pod Identity association can assume them."""
+    roles = [r for r in prod_run.of_type("aws:iam/role:Role")
+             if "pods.eks.amazonaws.com" in r.inputs["assumeRolePolicy"]]
+    assert len(roles) >= 5  # CNI, EBS CSI, EFS CSI, load balancer controller, autoscaler
+    for role in roles:
+        [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+        condition = statement["Condition"]["StringEquals"]
+        assert condition["aws:SourceAccount"] == mockrun.ACCOUNT
+        assert condition["aws:RequestTag/eks-cluster-name"] == "llmserve-prod"
+        assert condition["aws:RequestTag/kubernetes-namespace"] == "kube-system"
+        assert condition["aws:RequestTag/kubernetes-service-account"]
 
 
 def test_admin_roles_get_cluster_admin_access_entries(dev_settings):
