@@ -41,7 +41,8 @@ cluster = Cluster(name, ClusterArgs(
     kubernetes_version=cfg.cluster.kubernetes_version,
     private_subnet_ids=network.private_subnet_ids,
     public_access_cidrs=cfg.cluster.public_access_cidrs,
-    admin_role_arns=cfg.cluster.admin_role_arns,
+    access_entries=cfg.cluster.access_entries,
+    permissions_boundary_arn=cfg.cluster.permissions_boundary_arn,
     log_retention_days=cfg.cluster.log_retention_days,
     system_nodes=cfg.system_node_group,
     deletion_protection=cfg.cluster.deletion_protection,
@@ -77,6 +78,7 @@ cache = ModelCache(f"{name}-cache", ModelCacheArgs(
     provisioned_throughput_mibps=cfg.storage.provisioned_throughput_mibps,
     backup=cfg.storage.backup,
     protect=cfg.storage.protect,
+    permissions_boundary=cfg.cluster.permissions_boundary_arn,
     nodes=[cluster.system_nodes],
     tags=tags,
 ), opts=k8s)
@@ -91,6 +93,7 @@ addons = Addons(f"{name}-addons", AddonsArgs(
     cluster_name=name, ready_cluster_name=cluster.ready_name, region=stack.region,
     kubernetes_version=cfg.cluster.kubernetes_version, vpc_id=network.vpc_id, bottlerocket=cfg.bottlerocket,
     time_slicing_replicas=cfg.addons.gpu_time_slicing_replicas,
+    permissions_boundary=cfg.cluster.permissions_boundary_arn,
     prometheus_selector=SELECTED, monitoring=monitoring.stack, nodes=[cluster.system_nodes],
     tags=tags,
 ), opts=k8s)
@@ -101,6 +104,8 @@ serving = Serving(f"{name}-serving", ServingArgs(
     api_key=stack.api_key,
     hf_token=stack.hf_token,
     rate_limit_per_5min=ingress.rate_limit_per_5min if ingress else None,
+    access_logs=ingress is not None,
+    log_retention_days=cfg.cluster.log_retention_days,
     tags=tags,
 ), opts=k8s)
 # The load balancer's nodes sit in its own subnets (internal) or the public ones.
@@ -119,6 +124,7 @@ for model in cfg.models:
         hf_token_secret=serving.hf_token_secret,
         ingress=ingress,
         waf_acl_arn=serving.waf_acl_arn,
+        access_logs_bucket=serving.access_logs_bucket,
         prometheus_selector=SELECTED,
         monitoring=monitoring.stack,
         load_balancer_controller=addons.load_balancer_controller,

@@ -4,6 +4,8 @@ reports violations; tests call them directly."""
 
 from __future__ import annotations
 
+import json
+
 from typing import Any, Callable, Iterator
 
 from pulumi_policy import EnforcementLevel, ResourceValidationArgs, ResourceValidationPolicy
@@ -105,6 +107,38 @@ def _judge(cidrs: list[str], what: str, setting: str, report: Report) -> None:
         report(f"{what} is open to too much of the internet: {problem}; list fewer {setting}")
 
 
+def workload_trust_conditioned(args: ResourceValidationArgs, report: Report) -> None:
+    """A role that pods (EKS Pod Identity) or an OIDC identity (GitHub) assume trusts them only
+    under conditions: without them any cluster's association, or any repository, could assume
+    it. (The EKS cluster and EC2 node roles trust one AWS service, for this account only.)"""
+    if args.resource_type != "aws:iam/role:Role":
+        return
+    try:
+        document = json.loads(args.props.get("assumeRolePolicy") or "{}")
+    except (TypeError, ValueError):
+        return  # unknown during a preview: checked on the real run
+    for statement in document.get("Statement", []):
+        principal = statement.get("Principal") or {}
+        services = principal.get("Service") if isinstance(principal, dict) else None
+        services = [services] if isinstance(services, str) else services or []
+        if statement.get("Effect") == "Allow" and not statement.get("Condition") and (
+                "pods.eks.amazonaws.com" in services or (isinstance(principal, dict) and "Federated" in principal)):
+            report("a role assumed by pods or an OIDC identity has a trust statement without conditions: "
+                   "match the cluster, namespace and service account (or the repository and environment)")
+
+
+def monitoring_reads_no_secrets(args: ResourceValidationArgs, report: Report) -> None:
+    """kube-prometheus-stack installs no ClusterRole that reads Secrets: Grafana's RBAC is
+    namespaced and kube-state-metrics runs without its secrets collector."""
+    if args.resource_type != "kubernetes:helm.sh/v3:Release" or args.props.get("chart") != "kube-prometheus-stack":
+        return
+    values = args.props.get("values") or {}
+    if (values.get("grafana") or {}).get("rbac", {}).get("namespaced") is not True:
+        report("Grafana's RBAC is cluster-wide (grafana.rbac.namespaced is not true): its sidecar reads every Secret")
+    if "secrets" not in ((values.get("kube-state-metrics") or {}).get("collectorsExclude") or []):
+        report("kube-state-metrics lists every Secret (kube-state-metrics.collectorsExclude lacks secrets)")
+
+
 def efs_encrypted(args: ResourceValidationArgs, report: Report) -> None:
     """The EFS model cache is encrypted at rest."""
     if args.resource_type == "aws:efs/fileSystem:FileSystem" and args.props.get("encrypted") is not True:
@@ -128,5 +162,6 @@ POLICIES = [
     ResourceValidationPolicy(name=fn.__name__.replace("_", "-"), description=(fn.__doc__ or "").split("\n")[0],
                              validate=fn, enforcement_level=EnforcementLevel.MANDATORY)
     for fn in (gpu_limits_and_toleration, images_pinned, eks_endpoint_not_open,
-               load_balancer_not_open, efs_encrypted, secrets_from_pulumi_secrets)
+               load_balancer_not_open, workload_trust_conditioned, monitoring_reads_no_secrets,
+               efs_encrypted, secrets_from_pulumi_secrets)
 ]

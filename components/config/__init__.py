@@ -3,7 +3,7 @@ loading it from Pulumi config, error messages that name each setting, cross-sett
 Imports nothing else of `components`: the layers above import it."""
 
 from .addons import AddonsConfig
-from .cluster import KUBERNETES_VERSIONS, ClusterConfig, VpcConfig
+from .cluster import KUBERNETES_VERSIONS, AccessEntry, ClusterConfig, VpcConfig
 from .errors import ConfigError
 from .fields import Vocabulary
 from .ingress import IngressConfig
@@ -14,7 +14,7 @@ from .node_groups import GpuNodeGroupConfig, SystemNodeGroupConfig
 from .stack import Stack, StackConfig
 from .storage import StorageConfig
 
-__all__ = ["AddonsConfig", "AlertThresholds", "ClusterConfig", "ConfigError", "GpuNodeGroupConfig",
+__all__ = ["AccessEntry", "AddonsConfig", "AlertThresholds", "ClusterConfig", "ConfigError", "GpuNodeGroupConfig",
            "IngressConfig", "KUBERNETES_VERSIONS", "ModelConfig", "ModelSettings", "MonitoringConfig",
            "PROJECT", "Replicas", "SECRET_KEYS", "SLOTS", "Slot", "Stack", "StackConfig",
            "StorageConfig", "SystemNodeGroupConfig", "Vocabulary", "VpcConfig", "load",

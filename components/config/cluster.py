@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from .fields import Cidrs, RoleArn, Settings, SubnetId, dns_label
+from .fields import Cidrs, PolicyArn, PrincipalArn, Settings, SubnetId, dns_label
 
 # EKS standard support (docs/eks.md): 1.34 leaves standard support on 2026-12-02,
 # so new clusters start on 1.35 or newer. Extended support costs six times as much per hour.
@@ -78,11 +78,31 @@ class VpcConfig(Settings):
         return self
 
 
+class AccessEntry(Settings):
+    """An IAM principal's access to the Kubernetes API (an EKS access entry): `admin` (the
+    AmazonEKSClusterAdminPolicy) or `view` (AmazonEKSViewPolicy: no Secrets), in the whole
+    cluster or in the listed namespaces only."""
+
+    principal_arn: PrincipalArn
+    access: Literal["admin", "view"]
+    namespaces: list[str] = []
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces(cls, v: list[str]) -> list[str]:
+        return [dns_label(n, 63) for n in v]
+
+
 class ClusterConfig(Settings):
     name: Optional[str] = None
     kubernetes_version: str = "1.35"
     public_access_cidrs: Cidrs = []
-    admin_role_arns: list[RoleArn] = []
+    # Nobody gets access implicitly (not even whoever created the cluster): every principal is
+    # listed, the role that runs `pulumi up` as an admin of the whole cluster.
+    access_entries: list[AccessEntry] = Field(min_length=1)
+    # A permissions boundary set on every IAM role the program creates (the bootstrap project's
+    # deploy roles may create roles only with it: docs/bootstrap.md).
+    permissions_boundary_arn: Optional[PolicyArn] = None
     log_retention_days: int = 90
     deletion_protection: bool = False
     vpc: VpcConfig
@@ -91,6 +111,17 @@ class ClusterConfig(Settings):
     @classmethod
     def _name(cls, v: Optional[str]) -> Optional[str]:
         return v if v is None else dns_label(v, CLUSTER_NAME_MAX, WHY_CLUSTER_NAME)
+
+    @field_validator("access_entries")
+    @classmethod
+    def _access(cls, v: list[AccessEntry]) -> list[AccessEntry]:
+        principals = [e.principal_arn for e in v]
+        if len(set(principals)) != len(principals):
+            raise ValueError("a principal is listed twice; one entry per principal")
+        if not any(e.access == "admin" and not e.namespaces for e in v):
+            raise ValueError("no admin of the whole cluster: list the role that runs `pulumi up` "
+                             "(access: admin, no namespaces), or nothing can manage the cluster")
+        return v
 
     @field_validator("kubernetes_version", mode="before")
     @classmethod

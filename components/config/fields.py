@@ -87,9 +87,16 @@ def _system_instance_type(value: str, info: ValidationInfo) -> str:
     return value
 
 
-def _role_arn(value: str) -> str:
-    if not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$", value):
-        raise ValueError(f"{value!r} is not an IAM role ARN (arn:aws:iam::123456789012:role/...)")
+def _principal_arn(value: str) -> str:
+    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+", value):
+        raise ValueError(f"{value!r} is not an IAM role or user ARN (arn:aws:iam::123456789012:role/...)")
+    return value
+
+
+def _policy_arn(value: str) -> str:
+    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:policy/[\w+=,.@/-]+", value):
+        raise ValueError(f"{value!r} is not a customer-managed IAM policy ARN "
+                         "(arn:aws:iam::123456789012:policy/...)")
     return value
 
 
@@ -131,4 +138,5 @@ Image = Annotated[str, AfterValidator(_image)]
 SubnetId = Annotated[str, AfterValidator(_subnet_id)]
 GpuInstanceType = Annotated[str, AfterValidator(_gpu_instance_type)]
 SystemInstanceType = Annotated[str, AfterValidator(_system_instance_type)]
-RoleArn = Annotated[str, AfterValidator(_role_arn)]
+PrincipalArn = Annotated[str, AfterValidator(_principal_arn)]
+PolicyArn = Annotated[str, AfterValidator(_policy_arn)]

@@ -110,6 +110,7 @@ class AddonsArgs:
     prometheus_selector: dict[str, str]
     monitoring: pulumi.Resource  # the ServiceMonitor CRD comes with it
     nodes: list[pulumi.Resource]
+    permissions_boundary: Optional[str] = None  # on the controllers' IAM roles
     tags: Optional[dict[str, str]] = None
 
 
@@ -127,7 +128,8 @@ class Addons(pulumi.ComponentResource):
 
         lbc_role = PodIdentityRole(f"{name}-lbc", PodIdentityRoleArgs(
             cluster_name=args.ready_cluster_name, namespace="kube-system",
-            service_account=LBC_SERVICE_ACCOUNT, policy=LBC_POLICY.read_text(), tags=args.tags),
+            service_account=LBC_SERVICE_ACCOUNT, policy=LBC_POLICY.read_text(),
+            permissions_boundary=args.permissions_boundary, tags=args.tags),
             opts=child)
         self.load_balancer_controller = charts.release(
             self, f"{name}-lbc", charts.AWS_LOAD_BALANCER_CONTROLLER, "aws-load-balancer-controller",
@@ -137,7 +139,7 @@ class Addons(pulumi.ComponentResource):
         ca_role = PodIdentityRole(f"{name}-autoscaler", PodIdentityRoleArgs(
             cluster_name=args.ready_cluster_name, namespace="kube-system",
             service_account=CA_SERVICE_ACCOUNT, policy=cluster_autoscaler_policy(args.cluster_name),
-            tags=args.tags), opts=child)
+            permissions_boundary=args.permissions_boundary, tags=args.tags), opts=child)
         charts.release(self, f"{name}-autoscaler", charts.CLUSTER_AUTOSCALER, "cluster-autoscaler",
                        "kube-system", cluster_autoscaler_values(args.ready_cluster_name, args.region,
                                                                 args.kubernetes_version),

@@ -12,14 +12,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_aws import cloudwatch, eks, iam, kms
 
-from ..config import SystemNodeGroupConfig
+from ..config import AccessEntry, SystemNodeGroupConfig
 from .iam import MANAGED, after, trust_policy
 from .node_group import NodeGroup, NodeGroupArgs
 from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
 
 # Control-plane log types worth their cost (docs/eks.md, "Security defaults").
 LOG_TYPES = ["api", "audit", "authenticator"]
-CLUSTER_ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
+# https://docs.aws.amazon.com/eks/latest/userguide/access-policy-permissions.html
+ACCESS_POLICIES = {"admin": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+                   "view": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy"}
 # EBS CSI driver add-on: service account and managed policy (docs.aws.amazon.com/eks/latest/
 # userguide/ebs-csi.html).
 EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
@@ -58,10 +60,11 @@ class ClusterArgs:
     kubernetes_version: str
     private_subnet_ids: list[pulumi.Input[str]]
     public_access_cidrs: list[str]
-    admin_role_arns: list[str]
+    access_entries: list[AccessEntry]
     log_retention_days: int
     system_nodes: SystemNodeGroupConfig
     deletion_protection: bool = False
+    permissions_boundary_arn: Optional[str] = None  # on every IAM role
     tags: Optional[dict[str, str]] = None
 
 
@@ -88,8 +91,9 @@ class Cluster(pulumi.ComponentResource):
         kms.Alias(f"{name}-secrets", name=f"alias/eks/{args.cluster_name}", target_key_id=key.key_id,
                   opts=child)
 
+        boundary = args.permissions_boundary_arn
         role = iam.Role(f"{name}-cluster-role", assume_role_policy=trust_policy("eks.amazonaws.com"),
-                        tags=tags, opts=child)
+                        permissions_boundary=boundary, tags=tags, opts=child)
         role_policies = [iam.RolePolicyAttachment(
             f"{name}-cluster-policy", role=role.name, policy_arn=f"{MANAGED}/AmazonEKSClusterPolicy",
             opts=child)]
@@ -122,10 +126,11 @@ class Cluster(pulumi.ComponentResource):
                 provider=eks.ClusterEncryptionConfigProviderArgs(key_arn=key.arn),
                 resources=["secrets"]),
             enabled_cluster_log_types=LOG_TYPES,
-            # Access entries only (no aws-auth ConfigMap). Whoever runs the first `pulumi up`
-            # becomes admin; adminRoleArns adds others (CI, the on-call role).
+            # Access entries only (no aws-auth ConfigMap), every one in code (accessEntries): the
+            # creator gets no hidden admin entry, which could only be removed by replacing the
+            # cluster (https://docs.aws.amazon.com/eks/latest/userguide/creating-access-entries.html).
             access_config=eks.ClusterAccessConfigArgs(
-                authentication_mode="API", bootstrap_cluster_creator_admin_permissions=True),
+                authentication_mode="API", bootstrap_cluster_creator_admin_permissions=False),
             # The add-ons below are EKS-managed; do not also install the unmanaged defaults.
             bootstrap_self_managed_addons=False,
             # Never slide into extended support (six times the hourly price) unnoticed.
@@ -139,20 +144,24 @@ class Cluster(pulumi.ComponentResource):
         # their own in the launch template: it is the nodes' security group.
         self.node_security_group_id = self.cluster.vpc_config.cluster_security_group_id
 
-        for i, arn in enumerate(args.admin_role_arns):
-            entry = eks.AccessEntry(f"{name}-admin-{i}", cluster_name=cluster_name, principal_arn=arn,
-                                    type="STANDARD", tags=tags, opts=child)
-            eks.AccessPolicyAssociation(
-                f"{name}-admin-{i}", cluster_name=cluster_name, principal_arn=entry.principal_arn,
-                policy_arn=CLUSTER_ADMIN_POLICY,
-                access_scope=eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"), opts=child)
+        grants = []
+        for i, access in enumerate(args.access_entries):
+            entry = eks.AccessEntry(f"{name}-access-{i}", cluster_name=cluster_name,
+                                    principal_arn=access.principal_arn, type="STANDARD", tags=tags,
+                                    opts=child)
+            scope = (eks.AccessPolicyAssociationAccessScopeArgs(type="namespace", namespaces=access.namespaces)
+                     if access.namespaces else eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"))
+            grants.append(eks.AccessPolicyAssociation(
+                f"{name}-access-{i}", cluster_name=cluster_name, principal_arn=entry.principal_arn,
+                policy_arn=ACCESS_POLICIES[access.access], access_scope=scope, opts=child))
 
         # The VPC CNI manages the nodes' network interfaces with a role of its own through Pod
         # Identity, not the node role every pod could reach
         # (https://docs.aws.amazon.com/eks/latest/userguide/add-ons-iam.html).
         cni_role = PodIdentityRole(f"{name}-vpc-cni", PodIdentityRoleArgs(
             cluster_name=cluster_name, namespace="kube-system", service_account=CNI_SERVICE_ACCOUNT,
-            managed_policy_arns=[f"{MANAGED}/AmazonEKS_CNI_Policy"], associate=False, tags=tags),
+            managed_policy_arns=[f"{MANAGED}/AmazonEKS_CNI_Policy"], associate=False,
+            permissions_boundary=boundary, tags=tags),
             opts=child)
         # Networking and credentials come before nodes; CoreDNS needs nodes to run on.
         addons = [
@@ -174,7 +183,7 @@ class Cluster(pulumi.ComponentResource):
         self.ready_name = after(cluster_name, addons)
 
         self.node_role = iam.Role(f"{name}-node-role", assume_role_policy=trust_policy("ec2.amazonaws.com"),
-                                  tags=tags, opts=child)
+                                  permissions_boundary=boundary, tags=tags, opts=child)
         # Nodes join only with these attached: node groups get the role's ARN once they are.
         self.node_role_arn = after(self.node_role.arn, [
             iam.RolePolicyAttachment(f"{name}-node-{policy}", role=self.node_role.name,
@@ -197,15 +206,17 @@ class Cluster(pulumi.ComponentResource):
         # Block storage for Prometheus and Alertmanager (EKS has no default StorageClass).
         ebs_role = PodIdentityRole(f"{name}-ebs-csi", PodIdentityRoleArgs(
             cluster_name=cluster_name, namespace="kube-system", service_account=EBS_CSI_SERVICE_ACCOUNT,
-            managed_policy_arns=[EBS_CSI_POLICY], associate=False, tags=tags), opts=child)
+            managed_policy_arns=[EBS_CSI_POLICY], associate=False, permissions_boundary=boundary,
+            tags=tags), opts=child)
         ebs = eks.Addon(f"{name}-ebs-csi", cluster_name=cluster_name, addon_name="aws-ebs-csi-driver",
                         pod_identity_associations=[eks.AddonPodIdentityAssociationArgs(
                             service_account=EBS_CSI_SERVICE_ACCOUNT, role_arn=ebs_role.role_arn)],
                         resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
                         tags=tags, opts=on_nodes)
 
-        self.kubeconfig = pulumi.Output.secret(kubeconfig(
-            cluster_name, self.cluster.endpoint, self.cluster.certificate_authority.data, args.region))
+        # Kubernetes is reached only once the access entries are granted (the deployer's too).
+        self.kubeconfig = pulumi.Output.secret(after(kubeconfig(
+            cluster_name, self.cluster.endpoint, self.cluster.certificate_authority.data, args.region), grants))
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
         gp3 = k8s.storage.v1.StorageClass(f"{name}-gp3", metadata={
             "name": BLOCK_STORAGE_CLASS,

@@ -18,18 +18,38 @@ STORAGE_CLASS = "efs-model-cache"
 # docs/eks.md, "EFS as the shared model cache"
 CSI_SERVICE_ACCOUNT = "efs-csi-controller-sa"
 CSI_POLICY = f"{MANAGED}/service-role/AmazonEFSCSIDriverPolicy"
+# The POSIX user and group of every access point the StorageClass provisions, and the mode of its
+# root directory (StorageClass parameters `uid`, `gid`, `directoryPerms` of the EFS CSI driver,
+# aws-efs-csi-driver v2.3.1 docs/parameters.md). The TGI image and the download Job run as root
+# (uid 0) in their containers, yet they write: the access point replaces the NFS client's user and
+# group with these for every operation, new files and directories are owned by them, and EFS
+# creates the access point's root directory owned by them with this mode when the volume is
+# first mounted (enforce-identity-access-points.html; CreationInfo,
+# https://docs.aws.amazon.com/efs/latest/ug/API_CreationInfo.html). So the containers' root acts
+# as uid 1000, the owner of the directory: owner-only access is enough, since nothing reaches the
+# volume as any other user. Without `uid`/`gid` the driver would pick a gid per volume from 50000-
+# 7000000 and use it as the uid too: never root either.
+ACCESS_POINT_UID = 1000
+ACCESS_POINT_GID = 1000
+ACCESS_POINT_DIRECTORY_PERMS = "700"
 
 
 def tls_only_policy(file_system_arn: str) -> str:
-    """Clients may mount, write and act as root through the mount targets (a file system policy
-    replaces EFS's default allow-all, so this must be said), and only over TLS (the CSI driver
-    mounts with TLS by default). The EFS console's "enforce in-transit encryption" preset."""
+    """Clients may mount and write through the mount targets (a file system policy replaces EFS's
+    default allow-all, so this must be said), only over TLS (the CSI driver mounts with TLS by
+    default), and never with root access: no `elasticfilesystem:ClientRootAccess`. Every volume
+    is an access point that enforces the StorageClass's POSIX user (ACCESS_POINT_UID, not root),
+    which needs no root access ("Enforcing a user identity using an access point": only an access
+    point whose user is root needs ClientRootAccess,
+    https://docs.aws.amazon.com/efs/latest/ug/enforce-identity-access-points.html). The one
+    driver feature that wants it, deleting an access point's directory with its volume
+    (`deleteAccessPointRootDir`, off by default), stays off: a released volume's directory stays
+    on the file system (aws-efs-csi-driver v2.3.1, examples/kubernetes/dynamic_provisioning)."""
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [
             {"Sid": "AllowMountThroughMountTargets", "Effect": "Allow", "Principal": {"AWS": "*"},
-             "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",
-                        "elasticfilesystem:ClientRootAccess"],
+             "Action": ["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
              "Resource": file_system_arn,
              "Condition": {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}}},
             {"Sid": "DenyUnencryptedTransport", "Effect": "Deny", "Principal": {"AWS": "*"},
@@ -52,6 +72,7 @@ class ModelCacheArgs:
     protect: bool = False
     # The CSI controller runs on these nodes: its add-on is created once they exist.
     nodes: Sequence[pulumi.Resource] = field(default_factory=list)
+    permissions_boundary: Optional[str] = None  # on the CSI driver's IAM role
     tags: Optional[dict[str, str]] = None
 
 
@@ -92,7 +113,7 @@ class ModelCache(pulumi.ComponentResource):
         role = PodIdentityRole(f"{name}-csi", PodIdentityRoleArgs(
             cluster_name=args.cluster_name, namespace="kube-system",
             service_account=CSI_SERVICE_ACCOUNT, managed_policy_arns=[CSI_POLICY],
-            associate=False, tags=tags), opts=child)
+            associate=False, permissions_boundary=args.permissions_boundary, tags=tags), opts=child)
         addon = eks.Addon(
             f"{name}-csi", cluster_name=args.cluster_name, addon_name="aws-efs-csi-driver",
             pod_identity_associations=[eks.AddonPodIdentityAssociationArgs(
@@ -104,9 +125,13 @@ class ModelCache(pulumi.ComponentResource):
             f"{name}-sc",
             metadata=k8s.meta.v1.ObjectMetaArgs(name=STORAGE_CLASS),
             provisioner="efs.csi.aws.com",
-            # One access point (and directory) per volume, created by the CSI controller.
+            # One access point (and directory) per volume, created by the CSI controller, with a
+            # POSIX user that is not root (ACCESS_POINT_UID above). StorageClass parameters cannot
+            # change in place: a change replaces the StorageClass (same name, deleted first); the
+            # volumes already provisioned keep their access points.
             parameters={"provisioningMode": "efs-ap", "fileSystemId": self.file_system.id,
-                        "directoryPerms": "700", "basePath": "/models"},
+                        "uid": str(ACCESS_POINT_UID), "gid": str(ACCESS_POINT_GID),
+                        "directoryPerms": ACCESS_POINT_DIRECTORY_PERMS, "basePath": "/models"},
             reclaim_policy="Retain" if args.protect else "Delete",
             volume_binding_mode="Immediate",
             opts=pulumi.ResourceOptions(parent=self, depends_on=[addon, *mounts]),

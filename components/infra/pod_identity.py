@@ -22,6 +22,7 @@ class PodIdentityRoleArgs:
     managed_policy_arns: list[str] = field(default_factory=list)
     # False for EKS add-ons, which take the role in their own podIdentityAssociations.
     associate: bool = True
+    permissions_boundary: Optional[str] = None
     tags: Optional[dict[str, str]] = None
 
 
@@ -33,7 +34,8 @@ class PodIdentityRole(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         role = iam.Role(f"{name}-role", assume_role_policy=pod_identity_trust(
-            account, args.cluster_name, args.namespace, args.service_account), tags=args.tags, opts=child)
+            account, args.cluster_name, args.namespace, args.service_account),
+            permissions_boundary=args.permissions_boundary, tags=args.tags, opts=child)
         grants: list[pulumi.CustomResource] = [
             iam.RolePolicyAttachment(f"{name}-{arn.rsplit('/', 1)[-1]}", role=role.name,
                                      policy_arn=arn, opts=child)

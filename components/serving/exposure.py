@@ -13,6 +13,28 @@ from ..config import IngressConfig
 from ..engines import tgi
 from .labels import MODEL_LABEL, SLOT_LABEL
 from .scope import Scope
+from .shared import ACCESS_LOGS_PREFIX
+
+# The HTTPS listener's security policy: the one "Security policies for your Application Load
+# Balancer" recommends and the console uses by default, hybrid post-quantum key exchange (ML-KEM)
+# for clients that offer it, TLS 1.3 and TLS 1.2 for the others
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/describe-ssl-policies.html).
+# The controller passes the name through; its own default is ELBSecurityPolicy-2016-08
+# (aws-load-balancer-controller v3.5.0, docs/guide/ingress/annotations.md, ssl-policy).
+SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
+
+
+def load_balancer_attributes(ing: IngressConfig, access_logs_bucket: Optional[str]) -> str:
+    """The ALB's attributes, in the controller's `key=value,...` form (annotations.md,
+    load-balancer-attributes: `access_logs.s3.enabled=true,access_logs.s3.bucket=...,
+    access_logs.s3.prefix=...`). Exclusive in the IngressGroup: every model's Ingress sets the
+    same, so the bucket and prefix are the stack's, not the model's."""
+    attributes = [f"idle_timeout.timeout_seconds={ing.idle_timeout_seconds}",
+                  "routing.http.drop_invalid_header_fields.enabled=true"]
+    if access_logs_bucket is not None:
+        attributes += ["access_logs.s3.enabled=true", f"access_logs.s3.bucket={access_logs_bucket}",
+                       f"access_logs.s3.prefix={ACCESS_LOGS_PREFIX}"]
+    return ",".join(attributes)
 
 
 def service(scope: Scope, active: str) -> k8s.core.v1.Service:
@@ -28,9 +50,13 @@ def service(scope: Scope, active: str) -> k8s.core.v1.Service:
 
 def ingress(scope: Scope, ing: IngressConfig, svc: k8s.core.v1.Service,
             waf_acl_arn: Optional[pulumi.Input[str]],
-            load_balancer_controller: Optional[pulumi.Resource]) -> k8s.networking.v1.Ingress:
-    attributes = [f"idle_timeout.timeout_seconds={ing.idle_timeout_seconds}",
-                  "routing.http.drop_invalid_header_fields.enabled=true"]
+            load_balancer_controller: Optional[pulumi.Resource],
+            access_logs_bucket: Optional[pulumi.Input[str]] = None) -> k8s.networking.v1.Ingress:
+    """`access_logs_bucket`: the stack's access log bucket (Serving.access_logs_bucket); none,
+    no access logs."""
+    attributes = (load_balancer_attributes(ing, None) if access_logs_bucket is None else
+                  pulumi.Output.from_input(access_logs_bucket).apply(
+                      lambda bucket: load_balancer_attributes(ing, bucket)))
     annotations = {
         # One ALB for every model of the stack (annotations of the group must agree).
         "alb.ingress.kubernetes.io/group.name": "llmserve",
@@ -38,9 +64,9 @@ def ingress(scope: Scope, ing: IngressConfig, svc: k8s.core.v1.Service,
         "alb.ingress.kubernetes.io/target-type": "ip",
         "alb.ingress.kubernetes.io/listen-ports": json.dumps([{"HTTPS": 443}]),
         "alb.ingress.kubernetes.io/certificate-arn": ing.certificate_arn,
-        "alb.ingress.kubernetes.io/ssl-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+        "alb.ingress.kubernetes.io/ssl-policy": SSL_POLICY,
         "alb.ingress.kubernetes.io/inbound-cidrs": ",".join(ing.allowed_cidrs),
-        "alb.ingress.kubernetes.io/load-balancer-attributes": ",".join(attributes),
+        "alb.ingress.kubernetes.io/load-balancer-attributes": attributes,
         "alb.ingress.kubernetes.io/healthcheck-path": "/health",
         "alb.ingress.kubernetes.io/success-codes": "200",
         # In-flight generations may finish while a pod drains.

@@ -40,6 +40,7 @@ class ModelServiceArgs:
     hf_token_secret: Optional[pulumi.Input[str]] = None
     ingress: Optional[IngressConfig] = None
     waf_acl_arn: Optional[pulumi.Input[str]] = None
+    access_logs_bucket: Optional[pulumi.Input[str]] = None  # Serving.access_logs_bucket
     # Monitoring: the labels Prometheus selects monitors by, and what brings the CRDs.
     prometheus_selector: Optional[dict[str, str]] = None
     monitoring: Optional[pulumi.Resource] = None
@@ -87,7 +88,8 @@ class ModelService(pulumi.ComponentResource):
         service = exposure.service(scope, args.active)
         self.service_name = service.metadata.name
         if args.ingress is not None:
-            exposure.ingress(scope, args.ingress, service, args.waf_acl_arn, args.load_balancer_controller)
+            exposure.ingress(scope, args.ingress, service, args.waf_acl_arn, args.load_balancer_controller,
+                             access_logs_bucket=args.access_logs_bucket)
         if args.prometheus_selector is not None:
             pod_monitor(scope, args.prometheus_selector, args.monitoring)
         self.register_outputs({"service": self.service_name})

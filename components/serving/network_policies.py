@@ -1,5 +1,6 @@
 """What may talk to a model's pods: its serving pods accept the load balancer and Prometheus and
-reach only DNS; its download Jobs reach DNS and HTTPS (the Hub), not the instance metadata."""
+reach only DNS; its download Jobs reach DNS and HTTPS on public addresses (the Hub and its CDN),
+nothing inside the VPC, the cluster or the node."""
 
 from __future__ import annotations
 
@@ -12,6 +13,10 @@ from .scope import Scope
 DNS = {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}
+# Addresses that are not the Hub's: private (RFC 1918: the VPC, pods, services, peered networks),
+# shared (RFC 6598, EKS custom networking's secondary ranges) and link-local (the instance metadata
+# service, the EKS Pod Identity agent).
+NOT_THE_INTERNET = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"]
 PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}},
               "podSelector": {"matchLabels": PROMETHEUS_POD}}
 
@@ -41,7 +46,7 @@ def download_policy(scope: Scope) -> k8s.networking.v1.NetworkPolicy:
         "podSelector": {"matchLabels": component(scope.model, "download")},
         "policyTypes": ["Ingress", "Egress"],
         "ingress": [],
-        # The Hub and its CDN over HTTPS; not the instance metadata service.
-        "egress": [DNS, {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16"]}}],
+        # The Hub and its CDN over HTTPS, on public addresses only.
+        "egress": [DNS, {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": NOT_THE_INTERNET}}],
                          "ports": [{"protocol": "TCP", "port": 443}]}],
     }, opts=scope.opts())

@@ -1,6 +1,7 @@
 """Serving: what the models of a stack share. One namespace (Pod Security `baseline`, everything
 denied until a model's NetworkPolicy allows it), the API key and Hugging Face token Secrets from
-Pulumi secrets, and the AWS WAFv2 web ACL of the shared load balancer.
+Pulumi secrets, the AWS WAFv2 web ACL of the shared load balancer with its logs, and the S3
+bucket of the load balancer's access logs.
 
 One namespace for all models: the models share the API key, the load balancer and the monitoring;
 each model still gets its own ServiceAccount, cache volume, NetworkPolicy, budget and autoscaler.
@@ -8,13 +9,15 @@ each model still gets its own ServiceAccount, cache volume, NetworkPolicy, budge
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
-from pulumi_aws import wafv2
+from pulumi_aws import cloudwatch, s3, wafv2
 
 from ..infra.secrets import SECRET_DATA
 
@@ -23,6 +26,93 @@ API_KEY_KEY = "API_KEY"  # TGI's variable (docs/tgi.md)
 HF_TOKEN_SECRET = "hf-token"
 HF_TOKEN_KEY = "HF_TOKEN"
 
+# How long the WAF's and the load balancer's logs are kept unless the caller says (the program
+# passes the stack's cluster.logRetentionDays).
+LOG_RETENTION_DAYS = 90
+
+# AWS managed rule groups in front of the models, each with the rules of it that only count.
+# Names and capacities (WCU: 25, 700, 200; with the rate rule well under a web ACL's 1,500):
+# https://docs.aws.amazon.com/waf/latest/developerguide/aws-managed-rule-groups-ip-rep.html and
+# https://docs.aws.amazon.com/waf/latest/developerguide/aws-managed-rule-groups-baseline.html.
+# SizeRestrictions_BODY blocks request bodies over 8 KB, and prompts are larger: it only counts
+# (and labels). The WAF still inspects the first 8 KB of every body on an ALB.
+MANAGED_RULE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("AWSManagedRulesAmazonIpReputationList", ()),
+    ("AWSManagedRulesCommonRuleSet", ("SizeRestrictions_BODY",)),
+    ("AWSManagedRulesKnownBadInputsRuleSet", ()),
+)
+# WAF requires its log destination's name to start with this
+# (https://docs.aws.amazon.com/waf/latest/APIReference/API_LoggingConfiguration.html).
+WAF_LOG_GROUP_PREFIX = "aws-waf-logs-"
+# Kept out of the WAF logs: the API key travels as `Authorization: Bearer ...`. Header names in
+# lowercase, as the WAFv2 API wants them (pulumi-aws 7.x, WebAclLoggingConfiguration
+# redactedFields.singleHeader.name).
+REDACTED_HEADERS = ("authorization",)
+
+# The load balancer's access logs land under `<bucket>/<prefix>/AWSLogs/<account>/...`; the
+# prefix must not contain `AWSLogs`
+# (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/enable-access-logging.html).
+ACCESS_LOGS_PREFIX = "alb"
+# ELB's log delivery service principal. Since 2025-09-10 the bucket policy with this principal is
+# supported in all Regions (the per-Region ELB account IDs are only the legacy form): "Bucket
+# policies for access logs and connection logs" in
+# https://docs.aws.amazon.com/elasticloadbalancing/latest/application/doc-history.html.
+ELB_LOG_DELIVERY = "logdelivery.elasticloadbalancing.amazonaws.com"
+
+
+def access_logs_bucket_policy(bucket_arn: str, account_id: str) -> str:
+    """ELB's log delivery may put objects under this account's log prefix, nothing else, and
+    nobody may use the bucket without TLS."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "AllowElbLogDelivery", "Effect": "Allow",
+             "Principal": {"Service": ELB_LOG_DELIVERY}, "Action": "s3:PutObject",
+             "Resource": f"{bucket_arn}/{ACCESS_LOGS_PREFIX}/AWSLogs/{account_id}/*"},
+            {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+             "Resource": [bucket_arn, f"{bucket_arn}/*"],
+             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+        ],
+    })
+
+
+def _visibility(metric: str) -> wafv2.WebAclVisibilityConfigArgs:
+    return wafv2.WebAclVisibilityConfigArgs(
+        cloudwatch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=True)
+
+
+def _rule_visibility(metric: str) -> wafv2.WebAclRuleVisibilityConfigArgs:
+    return wafv2.WebAclRuleVisibilityConfigArgs(
+        cloudwatch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=True)
+
+
+def waf_rules(rate_limit_per_5min: int) -> list[wafv2.WebAclRuleArgs]:
+    """The rate limit per client IP first, then the managed rule groups with their own actions
+    (`override_action none`), the rules named in MANAGED_RULE_GROUPS set to count."""
+    rules = [wafv2.WebAclRuleArgs(
+        name="rate-limit-per-ip", priority=1,
+        action=wafv2.WebAclRuleActionArgs(block=wafv2.WebAclRuleActionBlockArgs()),
+        statement=wafv2.WebAclRuleStatementArgs(
+            rate_based_statement=wafv2.WebAclRuleStatementRateBasedStatementArgs(
+                limit=rate_limit_per_5min, aggregate_key_type="IP", evaluation_window_sec=300)),
+        visibility_config=_rule_visibility("rate-limit-per-ip"),
+    )]
+    group_statement = wafv2.WebAclRuleStatementManagedRuleGroupStatementArgs
+    override = wafv2.WebAclRuleStatementManagedRuleGroupStatementRuleActionOverrideArgs
+    action = wafv2.WebAclRuleStatementManagedRuleGroupStatementRuleActionOverrideActionToUseArgs
+    count = wafv2.WebAclRuleStatementManagedRuleGroupStatementRuleActionOverrideActionToUseCountArgs
+    for priority, (group, counted) in enumerate(MANAGED_RULE_GROUPS, start=2):
+        rules.append(wafv2.WebAclRuleArgs(
+            name=group, priority=priority,
+            override_action=wafv2.WebAclRuleOverrideActionArgs(none=wafv2.WebAclRuleOverrideActionNoneArgs()),
+            statement=wafv2.WebAclRuleStatementArgs(managed_rule_group_statement=group_statement(
+                vendor_name="AWS", name=group,
+                rule_action_overrides=[override(name=rule, action_to_use=action(count=count()))
+                                       for rule in counted] or None)),
+            visibility_config=_rule_visibility(group),
+        ))
+    return rules
+
 
 @dataclass
 class ServingArgs:
@@ -30,6 +120,9 @@ class ServingArgs:
     api_key: Optional[pulumi.Output[str]]  # None: a random key is generated (output `apiKey`)
     hf_token: Optional[pulumi.Output[str]]
     rate_limit_per_5min: Optional[int] = None  # None: no WAF
+    # True when the stack has an ingress: the shared ALB's access log bucket is created.
+    access_logs: bool = False
+    log_retention_days: int = LOG_RETENTION_DAYS  # the WAF's log group, the access log bucket
     tags: Optional[dict[str, str]] = None
 
 
@@ -38,6 +131,8 @@ class Serving(pulumi.ComponentResource):
     api_key: pulumi.Output[str]
     hf_token_secret: Optional[pulumi.Output[str]]
     waf_acl_arn: Optional[pulumi.Output[str]]
+    # The bucket's name, known once its policy is in place (ELB checks it when logs are enabled).
+    access_logs_bucket: Optional[pulumi.Output[str]]
 
     def __init__(self, name: str, args: ServingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:serving:Serving", name, None, opts)
@@ -76,22 +171,67 @@ class Serving(pulumi.ComponentResource):
 
         self.waf_acl_arn = None
         if args.rate_limit_per_5min is not None:
-            visibility = lambda metric: wafv2.WebAclVisibilityConfigArgs(  # noqa: E731
-                cloudwatch_metrics_enabled=True, metric_name=metric, sampled_requests_enabled=True)
             acl = wafv2.WebAcl(
                 f"{name}-waf", scope="REGIONAL",
-                description="Rate limit per client IP for the LLM endpoints",
-                default_action=wafv2.WebAclDefaultActionArgs(allow={}),
-                rules=[wafv2.WebAclRuleArgs(
-                    name="rate-limit-per-ip", priority=1,
-                    action=wafv2.WebAclRuleActionArgs(block={}),
-                    statement=wafv2.WebAclRuleStatementArgs(
-                        rate_based_statement=wafv2.WebAclRuleStatementRateBasedStatementArgs(
-                            limit=args.rate_limit_per_5min, aggregate_key_type="IP",
-                            evaluation_window_sec=300)),
-                    visibility_config=visibility("rate-limit-per-ip"),
-                )],
-                visibility_config=visibility(f"{name}-waf"),
+                description="Rate limit per client IP and AWS managed rules for the LLM endpoints",
+                default_action=wafv2.WebAclDefaultActionArgs(allow=wafv2.WebAclDefaultActionAllowArgs()),
+                rules=waf_rules(args.rate_limit_per_5min),
+                visibility_config=_visibility(f"{name}-waf"),
                 tags=args.tags, opts=child)
             self.waf_acl_arn = acl.arn
+            # Every request the WAF sees, in CloudWatch Logs. WAF puts the resource policy its log
+            # delivery needs on the log group itself (API_LoggingConfiguration.html above); pulumi-
+            # aws 7.x warns that this shared policy (`AWSWAF-LOGS`) can outgrow its size limit in
+            # accounts with many web ACLs, then a managed cloudwatch.LogResourcePolicy is the fix.
+            logs = cloudwatch.LogGroup(f"{name}-waf-logs", name=f"{WAF_LOG_GROUP_PREFIX}{name}",
+                                       retention_in_days=args.log_retention_days,
+                                       tags=args.tags, opts=child)
+            wafv2.WebAclLoggingConfiguration(
+                f"{name}-waf-logging", resource_arn=acl.arn, log_destination_configs=[logs.arn],
+                redacted_fields=[wafv2.WebAclLoggingConfigurationRedactedFieldArgs(
+                    single_header=wafv2.WebAclLoggingConfigurationRedactedFieldSingleHeaderArgs(name=h))
+                    for h in REDACTED_HEADERS],
+                opts=child)
+
+        self.access_logs_bucket = None
+        if args.access_logs:
+            self.access_logs_bucket = self._access_logs_bucket(name, args)
         self.register_outputs({"namespace": self.namespace})
+
+    def _access_logs_bucket(self, name: str, args: ServingArgs) -> pulumi.Output[str]:
+        """The ALB's access logs: private, owner-enforced (no ACLs), SSE-S3 (the only encryption
+        ALB access logs support, enable-access-logging.html above), expired after the retention."""
+        child = pulumi.ResourceOptions(parent=self)
+        bucket = s3.Bucket(f"{name}-alb-logs", tags=args.tags, opts=child)
+        sse_s3 = s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+            sse_algorithm="AES256")
+        s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-alb-logs-sse", bucket=bucket.id,
+            rules=[s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=sse_s3)],
+            opts=child)
+        public = s3.BucketPublicAccessBlock(
+            f"{name}-alb-logs-public-access", bucket=bucket.id, block_public_acls=True,
+            block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
+            opts=child)
+        s3.BucketOwnershipControls(
+            f"{name}-alb-logs-ownership", bucket=bucket.id,
+            rule=s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
+            opts=child)
+        abort_uploads = s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
+            days_after_initiation=7)
+        s3.BucketLifecycleConfiguration(
+            f"{name}-alb-logs-expiry", bucket=bucket.id,
+            rules=[s3.BucketLifecycleConfigurationRuleArgs(
+                id="expire-access-logs", status="Enabled",
+                filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=f"{ACCESS_LOGS_PREFIX}/"),
+                expiration=s3.BucketLifecycleConfigurationRuleExpirationArgs(days=args.log_retention_days),
+                abort_incomplete_multipart_upload=abort_uploads)],
+            opts=child)
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        policy = s3.BucketPolicy(
+            f"{name}-alb-logs-policy", bucket=bucket.id,
+            policy=pulumi.Output.all(bucket.arn, account).apply(lambda a: access_logs_bucket_policy(*a)),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[public]))
+        # Whatever uses the name waits for the policy: ELB writes a test file when logs are enabled.
+        return pulumi.Output.all(bucket.id, policy.id).apply(lambda a: a[0])

@@ -72,7 +72,7 @@ CASES = [
     # unknown keys
     (setting("modle", []), "modle: unknown setting; allowed here: addons, cluster, gpuNodeGroups, ingress"),
     (model(replica=2), "models[0].replica: unknown setting; allowed here:"),
-    (cluster(publicAcessCidrs=["10.0.0.0/8"]), "cluster.publicAcessCidrs: unknown setting; allowed here: adminRoleArns"),
+    (cluster(publicAcessCidrs=["10.0.0.0/8"]), "cluster.publicAcessCidrs: unknown setting; allowed here: accessEntries"),
     # names that clash or do not resolve
     (lambda c: c["llmserve:models"].append({**c["llmserve:models"][0]}), "models[1].name: 'qwen-7b' is used twice"),
     (group(name="system"), "gpuNodeGroups[0].name: 'system' is the name of the system node group"),

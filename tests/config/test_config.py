@@ -41,7 +41,8 @@ def test_prod_is_production_shaped():
 
 def test_defaults():
     s = validate_settings({
-        "cluster": {"vpc": {"cidr": "10.0.0.0/16"}},
+        "cluster": {"vpc": {"cidr": "10.0.0.0/16"},
+                    "accessEntries": [{"principalArn": "arn:aws:iam::123456789012:role/deploy", "access": "admin"}]},
         "gpuNodeGroups": [{"name": "gpu", "instanceTypes": ["g5.xlarge"], "minSize": 0,
                            "maxSize": 1, "desiredSize": 0}],
     })
@@ -120,7 +121,15 @@ INVALID = [
     (_set("cluster.publicAccessCidrs", ["0.0.0.0/0"]),
      "cluster.publicAccessCidrs[0]: '0.0.0.0/0' opens the Kubernetes API to the whole internet"),
     (_set("cluster.publicAccessCidrs", ["10.0.0.300/32"]), "cluster.publicAccessCidrs[0]: '10.0.0.300/32' is not a CIDR block"),
-    (_set("cluster.adminRoleArns", ["admin"]), "cluster.adminRoleArns[0]: 'admin' is not an IAM role ARN"),
+    (_set("cluster.accessEntries", [{"principalArn": "admin", "access": "admin"}]),
+     "cluster.accessEntries[0].principalArn: 'admin' is not an IAM role or user ARN"),
+    (_set("cluster.accessEntries", [{"principalArn": "arn:aws:iam::123456789012:role/ci", "access": "view"}]),
+     "cluster.accessEntries: no admin of the whole cluster: list the role that runs `pulumi up`"),
+    (_set("cluster.accessEntries", [{"principalArn": "arn:aws:iam::123456789012:role/ci", "access": "owner"}]),
+     "cluster.accessEntries[0].access: 'owner' is not one of admin, view"),
+    (_set("cluster.accessEntries", []), "cluster.accessEntries: [] is not allowed"),
+    (_set("cluster.permissionsBoundaryArn", "arn:aws:iam::aws:policy/AdministratorAccess"),
+     "cluster.permissionsBoundaryArn: 'arn:aws:iam::aws:policy/AdministratorAccess' is not a customer-managed IAM policy ARN"),
     (_set("cluster.logRetentionDays", 10), "cluster.logRetentionDays: 10 is not one of 1, 3, 5, 7, 14"),
     (_set("cluster.vpc.azCount", 1), "cluster.vpc.azCount: 1 is not allowed: input should be greater than or equal to 2"),
     (_set("cluster.vpc.cidr", "10.0.0.0/24"), "cluster.vpc.cidr: '10.0.0.0/24': the prefix must be /16 to /20"),

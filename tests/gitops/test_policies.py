@@ -3,6 +3,8 @@ shipped stacks would create passes every policy."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pulumi_policy import (
     PolicyCustomTimeouts,
@@ -93,6 +95,30 @@ def test_internet_facing_load_balancer(annotations, ok):
     assert (found == []) == ok, found
 
 
+def _trust(principal: dict, condition=None) -> dict:
+    statement = {"Effect": "Allow", "Principal": principal, "Action": ["sts:AssumeRole"]}
+    return {"assumeRolePolicy": json.dumps({"Statement": [{**statement, **({"Condition": condition} if condition else {})}]})}
+
+
+@pytest.mark.parametrize("props,ok", [
+    (_trust({"Service": "pods.eks.amazonaws.com"}), False),
+    (_trust({"Service": "pods.eks.amazonaws.com"}, {"StringEquals": {"aws:RequestTag/kubernetes-namespace": "x"}}), True),
+    (_trust({"Federated": "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"}), False),
+    (_trust({"Service": "ec2.amazonaws.com"}), True),
+])
+def test_workload_trust_conditioned(props, ok):
+    found = _violations(policies.workload_trust_conditioned, "aws:iam/role:Role", props)
+    assert (found == []) == ok, found
+
+
+def test_monitoring_reads_no_secrets():
+    release = {"chart": "kube-prometheus-stack", "values": {
+        "grafana": {"rbac": {"namespaced": True}}, "kube-state-metrics": {"collectorsExclude": ["secrets"]}}}
+    assert _violations(policies.monitoring_reads_no_secrets, "kubernetes:helm.sh/v3:Release", release) == []
+    release["values"] = {}
+    assert len(_violations(policies.monitoring_reads_no_secrets, "kubernetes:helm.sh/v3:Release", release)) == 2
+
+
 def test_efs_encrypted():
     assert _violations(policies.efs_encrypted, "aws:efs/fileSystem:FileSystem", {"encrypted": True}) == []
     assert _violations(policies.efs_encrypted, "aws:efs/fileSystem:FileSystem", {}) == [
@@ -109,7 +135,8 @@ def test_kubernetes_secrets_declared_secret():
 def test_pack_lists_every_policy():
     assert [p.name for p in policies.POLICIES] == [
         "gpu-limits-and-toleration", "images-pinned", "eks-endpoint-not-open",
-        "load-balancer-not-open", "efs-encrypted", "secrets-from-pulumi-secrets"]
+        "load-balancer-not-open", "workload-trust-conditioned", "monitoring-reads-no-secrets",
+        "efs-encrypted", "secrets-from-pulumi-secrets"]
     assert all(p.description for p in policies.POLICIES)
     assert (ROOT / "policy" / "PulumiPolicy.yaml").is_file()
 

@@ -37,7 +37,7 @@ def test_cluster_settings(prod_run):
     assert c["encryptionConfig"]["provider"]["keyArn"].startswith("arn:aws:kms:")
     assert c["enabledClusterLogTypes"] == ["api", "audit", "authenticator"]
     assert c["accessConfig"] == {"authenticationMode": "API",
-                                 "bootstrapClusterCreatorAdminPermissions": True}
+                                 "bootstrapClusterCreatorAdminPermissions": False}
     assert c["bootstrapSelfManagedAddons"] is False
     assert c["upgradePolicy"] == {"supportType": "STANDARD"}
     assert c["deletionProtection"] is True
@@ -112,15 +112,36 @@ def test_pod_identity_roles_trust_only_their_cluster_namespace_and_service_accou
         assert condition["aws:RequestTag/kubernetes-service-account"]
 
 
-def test_admin_roles_get_cluster_admin_access_entries(dev_settings):
-    arn = "arn:aws:iam::123456789012:role/platform-ci"
-    dev_settings["cluster"]["adminRoleArns"] = [arn]
+def test_access_entries_are_all_in_code(dev_settings):
+    """No hidden admin for the cluster's creator; each entry its policy and scope."""
+    dev_settings["cluster"]["accessEntries"] = [
+        {"principalArn": "arn:aws:iam::123456789012:role/deploy", "access": "admin"},
+        {"principalArn": "arn:aws:iam::123456789012:role/oncall", "access": "view"},
+        {"principalArn": "arn:aws:iam::123456789012:role/ml-team", "access": "admin", "namespaces": ["llm"]},
+    ]
     run = run_settings(dev_settings)
-    entry = inputs(run, "aws:eks/accessEntry:AccessEntry")
-    assert entry["principalArn"] == arn and entry["type"] == "STANDARD"
-    assoc = inputs(run, "aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
-    assert assoc["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-    assert assoc["accessScope"] == {"type": "cluster"}
+    cluster = inputs(run, "aws:eks/cluster:Cluster")
+    assert cluster["accessConfig"] == {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}
+    entries = [mockrun.reveal(e.inputs) for e in run.of_type("aws:eks/accessEntry:AccessEntry")]
+    assert [e["principalArn"].rsplit("/", 1)[-1] for e in entries] == ["deploy", "oncall", "ml-team"]
+    grants = {a.inputs["principalArn"].rsplit("/", 1)[-1]: mockrun.reveal(a.inputs)
+              for a in run.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")}
+    policy = "arn:aws:eks::aws:cluster-access-policy/"
+    assert grants["deploy"]["policyArn"] == policy + "AmazonEKSClusterAdminPolicy"
+    assert grants["deploy"]["accessScope"] == {"type": "cluster"}
+    assert grants["oncall"]["policyArn"] == policy + "AmazonEKSViewPolicy"
+    assert grants["ml-team"]["accessScope"] == {"type": "namespace", "namespaces": ["llm"]}
+    # Kubernetes resources wait for the grants: the deployer can reach the API only then.
+    provider = run.one("pulumi:providers:kubernetes")
+    grant_urns = {a.urn for a in run.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")}
+    assert grant_urns <= set(provider.dependencies)
+
+
+def test_every_role_carries_the_permissions_boundary(prod_run):
+    roles = prod_run.of_type("aws:iam/role:Role")
+    assert len(roles) >= 7
+    assert {r.inputs.get("permissionsBoundary") for r in roles} == {
+        "arn:aws:iam::123456789012:policy/github-llmserve-workload-boundary"}
 
 
 def test_kubeconfig_uses_aws_eks_get_token_and_is_a_secret(dev_run):

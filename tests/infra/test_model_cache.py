@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 
 from components.offline import mockrun
@@ -47,11 +48,22 @@ def test_nfs_clients_mount_through_mount_targets_and_only_over_tls(dev_run):
     allow, deny = policy["Statement"]
     # With a policy in place EFS no longer allows anonymous mounts by default: say it.
     assert allow["Effect"] == "Allow"
-    assert set(allow["Action"]) == {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",
-                                    "elasticfilesystem:ClientRootAccess"}
+    assert set(allow["Action"]) == {"elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"}
     assert allow["Condition"] == {"Bool": {"elasticfilesystem:AccessedViaMountTarget": "true"}}
     assert deny["Effect"] == "Deny"
     assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_no_client_acts_as_root_on_the_file_system(prod_run):
+    """No statement allows ClientRootAccess, by name or by a wildcard: the access points' POSIX
+    user (not root) is all the CSI driver's volumes need."""
+    policy = json.loads(inputs(prod_run, "aws:efs/fileSystemPolicy:FileSystemPolicy")["policy"])
+    for statement in policy["Statement"]:
+        if statement["Effect"] != "Allow":
+            continue
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        root = [a for a in actions if fnmatch.fnmatchcase("elasticfilesystem:ClientRootAccess", a)]
+        assert root == [], actions
 
 
 def test_csi_driver_addon_uses_pod_identity(dev_run):
@@ -75,6 +87,11 @@ def test_storage_class(dev_run):
     assert manifest["provisioner"] == "efs.csi.aws.com"
     assert manifest["parameters"]["provisioningMode"] == "efs-ap"
     assert manifest["parameters"]["fileSystemId"] == dev_run.outputs["efsId"]
+    # The access points' POSIX user, group and root directory mode (the CSI driver's names), not
+    # root: the TGI containers run as root but act as this user on the volume.
+    assert manifest["parameters"]["uid"] == manifest["parameters"]["gid"] == "1000"
+    assert manifest["parameters"]["directoryPerms"] == "700"
+    assert manifest["parameters"]["basePath"] == "/models"
     assert manifest["reclaimPolicy"] == "Delete"
     # Volumes are provisioned once the driver and the mount targets are there.
     deps = names(sc.dependencies)

@@ -23,6 +23,7 @@ AWS_NAME_MAX = {
     "aws:cloudwatch/logGroup:LogGroup": 512,  # CloudWatch Logs CreateLogGroup
     "aws:kms/alias:Alias": 256,  # KMS CreateAlias
     "aws:wafv2/webAcl:WebAcl": 128,  # WAFv2 CreateWebACL
+    "aws:s3/bucket:Bucket": 63,  # S3 bucket naming rules
 }
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

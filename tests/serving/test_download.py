@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from components.engines.tgi import DEFAULT_IMAGE as TGI_IMAGE
 from components.offline import mockrun
 from components.planning.plans import plan_models
@@ -61,3 +63,24 @@ def test_hf_token_secret_and_gated_download(dev_settings):
     e = env(container(manifest(run, JOB)))
     assert e["HF_TOKEN"] == {"secretKeyRef": {"name": "hf-token", "key": "HF_TOKEN"}}
     assert "HF_TOKEN" not in env(container(manifest(run, DEPLOYMENT)))  # serving stays offline
+
+
+def test_download_job_writes_through_an_access_point_not_as_root(prod_run):
+    """The Job runs as root in its container (the TGI image), but the cache is an EFS access point
+    that acts as its own POSIX user for every request, owner of the volume's directory: it writes
+    without any root access on the file system."""
+    job = manifest(prod_run, JOB, download_job_name("qwen-72b", "Qwen/Qwen2.5-72B-Instruct",
+                                                    LOCK.models["Qwen/Qwen2.5-72B-Instruct"].revision))
+    pod = job["spec"]["template"]["spec"]
+    [c] = pod["containers"]
+    assert "runAsUser" not in pod["securityContext"] and "runAsUser" not in c["securityContext"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "cache"]
+    claim = volume["persistentVolumeClaim"]["claimName"]
+    pvc = manifest(prod_run, "kubernetes:core/v1:PersistentVolumeClaim", claim)
+    sc = manifest(prod_run, "kubernetes:storage.k8s.io/v1:StorageClass", pvc["spec"]["storageClassName"])
+    assert sc["parameters"]["provisioningMode"] == "efs-ap"
+    assert sc["parameters"]["uid"] != "0" and sc["parameters"]["gid"] != "0"
+    efs_policy = prod_run.one("aws:efs/fileSystemPolicy:FileSystemPolicy")
+    policy = json.loads(mockrun.reveal(efs_policy.inputs)["policy"])
+    allowed = {a for s in policy["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
+    assert "elasticfilesystem:ClientWrite" in allowed and "elasticfilesystem:ClientRootAccess" not in allowed

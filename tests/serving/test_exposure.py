@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
-from components.offline import mockrun
+import pulumi
 
-from ..conftest import TGI
+from components.offline import mockrun
+from components.serving import exposure
+from components.serving.labels import model_labels
+from components.serving.scope import Scope
+from components.serving.shared import ACCESS_LOGS_PREFIX, Serving, ServingArgs
+
+from ..conftest import TGI, stack_settings, validate_settings
 from .helpers import manifest
+
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+ATTRIBUTES = "alb.ingress.kubernetes.io/load-balancer-attributes"
+
+
+def attributes(ingress: dict) -> dict[str, str]:
+    return dict(a.split("=", 1) for a in ingress["metadata"]["annotations"][ATTRIBUTES].split(","))
 
 
 def test_service(dev_run):
@@ -25,6 +38,8 @@ def test_ingress_on_the_shared_alb(prod_run):
     assert "idle_timeout.timeout_seconds=900" in a["alb.ingress.kubernetes.io/load-balancer-attributes"]
     assert a["alb.ingress.kubernetes.io/healthcheck-path"] == "/health"
     assert a["alb.ingress.kubernetes.io/inbound-cidrs"] == "10.0.0.0/8"
+    # AWS's recommended policy for HTTPS listeners (hybrid post-quantum key exchange, TLS 1.3 and 1.2).
+    assert a["alb.ingress.kubernetes.io/ssl-policy"] == "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
     acl = prod_run.one("aws:wafv2/webAcl:WebAcl")
     assert a["alb.ingress.kubernetes.io/wafv2-acl-arn"] == acl.outputs["arn"]
     [rule] = ing["spec"]["rules"]
@@ -43,7 +58,7 @@ def test_ingress_on_the_shared_alb(prod_run):
 def test_waf_rate_limits_each_client(prod_run):
     acl = mockrun.reveal(prod_run.one("aws:wafv2/webAcl:WebAcl").inputs)
     assert acl["scope"] == "REGIONAL"
-    [rule] = acl["rules"]
+    [rule] = [r for r in acl["rules"] if "rateBasedStatement" in r["statement"]]
     assert rule["statement"]["rateBasedStatement"]["limit"] == 3000
     assert rule["statement"]["rateBasedStatement"]["aggregateKeyType"] == "IP"
     assert "block" in rule["action"]
@@ -54,3 +69,46 @@ def test_no_ingress_configured_means_no_load_balancer(dev_run):
     assert dev_run.of_type("aws:wafv2/webAcl:WebAcl") == []
     policy = manifest(dev_run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "qwen-7b-serving")
     assert not any("ipBlock" in peer for rule in policy["spec"]["ingress"] for peer in rule["from"])
+
+
+def ingress_with_access_logs(access_logs: bool = True) -> mockrun.Run:
+    """A model's Ingress given the stack's access log bucket (Serving.access_logs_bucket), or none."""
+    ing = validate_settings(stack_settings("prod")).ingress
+
+    def program():
+        serving = Serving("svc", ServingArgs(namespace="llm", api_key=None, hf_token=None,
+                                             access_logs=access_logs))
+        parent = pulumi.ComponentResource("test:index:Model", "m")
+        scope = Scope(parent=parent, name="m", model="qwen", namespace="llm", labels=model_labels("qwen"))
+        exposure.ingress(scope, ing, exposure.service(scope, "blue"), None, None,
+                         access_logs_bucket=serving.access_logs_bucket)
+    return mockrun.run_mocked(program, "test", {"aws:region": "us-east-1"})
+
+
+def test_alb_access_logs_go_to_the_stacks_bucket():
+    run = ingress_with_access_logs()
+    ing = manifest(run, INGRESS)
+    bucket = run.one("aws:s3/bucket:Bucket")
+    attrs = attributes(ing)
+    assert attrs["access_logs.s3.enabled"] == "true"
+    assert attrs["access_logs.s3.bucket"] == bucket.id
+    assert attrs["access_logs.s3.prefix"] == ACCESS_LOGS_PREFIX
+    assert attrs["idle_timeout.timeout_seconds"] == "900"  # the others stay
+    assert attrs["routing.http.drop_invalid_header_fields.enabled"] == "true"
+    # ELB writes a test object when logs are enabled: the Ingress waits for the bucket policy.
+    assert run.one("aws:s3/bucketPolicy:BucketPolicy").urn in run.one(INGRESS).dependencies
+
+
+def test_without_a_bucket_no_access_logs():
+    run = ingress_with_access_logs(access_logs=False)
+    assert run.of_type("aws:s3/bucket:Bucket") == []
+    attrs = attributes(manifest(run, INGRESS))
+    assert not any(k.startswith("access_logs.") for k in attrs)
+    assert attrs["idle_timeout.timeout_seconds"] == "900"
+
+
+def test_prod_alb_logs_to_its_access_log_bucket(prod_run):
+    [bucket] = prod_run.of_type("aws:s3/bucket:Bucket")
+    for ing in prod_run.of_type(INGRESS):
+        attrs = attributes(mockrun.reveal(ing.inputs))
+        assert attrs["access_logs.s3.enabled"] == "true" and attrs["access_logs.s3.bucket"] == bucket.id
