@@ -123,7 +123,7 @@ def test_access_entries_are_all_in_code(dev_settings):
     cluster = inputs(run, "aws:eks/cluster:Cluster")
     assert cluster["accessConfig"] == {"authenticationMode": "API", "bootstrapClusterCreatorAdminPermissions": False}
     entries = [mockrun.reveal(e.inputs) for e in run.of_type("aws:eks/accessEntry:AccessEntry")]
-    assert [e["principalArn"].rsplit("/", 1)[-1] for e in entries] == ["deploy", "oncall", "ml-team"]
+    assert sorted(e["principalArn"].rsplit("/", 1)[-1] for e in entries) == ["deploy", "ml-team", "oncall"]
     grants = {a.inputs["principalArn"].rsplit("/", 1)[-1]: mockrun.reveal(a.inputs)
               for a in run.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")}
     policy = "arn:aws:eks::aws:cluster-access-policy/"
