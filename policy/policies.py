@@ -127,6 +127,28 @@ def workload_trust_conditioned(args: ResourceValidationArgs, report: Report) -> 
                    "match the cluster, namespace and service account (or the repository and environment)")
 
 
+def security_group_ingress_in_the_vpc(args: ResourceValidationArgs, report: Report) -> None:
+    """No IAM policy may open security-group ingress on every security group of the account:
+    such a statement on `*` carries an `ec2:Vpc` condition, or one on a resource tag's value (the
+    load balancer controller's install guide recommends either)."""
+    if args.resource_type not in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy"):
+        return
+    try:
+        document = json.loads(args.props.get("policy") or "{}")
+    except (TypeError, ValueError):
+        return  # unknown during a preview: checked on the real run
+    for statement in document.get("Statement", []):
+        actions = statement.get("Action") or []
+        actions = [actions] if isinstance(actions, str) else actions
+        opens = any(a in ("ec2:AuthorizeSecurityGroupIngress", "ec2:*", "*") for a in actions)
+        condition = statement.get("Condition") or {}
+        scoped = "ec2:Vpc" in json.dumps(condition) or any(
+            k.startswith("aws:ResourceTag/") for k in (condition.get("StringEquals") or {}))
+        if statement.get("Effect") == "Allow" and opens and statement.get("Resource") in ("*", ["*"]) and not scoped:
+            report("an IAM statement allows security-group ingress changes on every security group: "
+                   "add an ArnEquals ec2:Vpc condition for the cluster's VPC")
+
+
 def monitoring_reads_no_secrets(args: ResourceValidationArgs, report: Report) -> None:
     """kube-prometheus-stack installs no ClusterRole that reads Secrets: Grafana's RBAC is
     namespaced and kube-state-metrics runs without its secrets collector."""
@@ -162,6 +184,7 @@ POLICIES = [
     ResourceValidationPolicy(name=fn.__name__.replace("_", "-"), description=(fn.__doc__ or "").split("\n")[0],
                              validate=fn, enforcement_level=EnforcementLevel.MANDATORY)
     for fn in (gpu_limits_and_toleration, images_pinned, eks_endpoint_not_open,
-               load_balancer_not_open, workload_trust_conditioned, monitoring_reads_no_secrets,
+               load_balancer_not_open, workload_trust_conditioned, security_group_ingress_in_the_vpc,
+               monitoring_reads_no_secrets,
                efs_encrypted, secrets_from_pulumi_secrets)
 ]

@@ -220,7 +220,9 @@ def deploy_services_policy(account: Account, prefix: str) -> str:
         allow("PlatformLogGroups", [
             "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy",
             "logs:DeleteRetentionPolicy", "logs:TagResource", "logs:UntagResource",
-            "logs:TagLogGroup", "logs:UntagLogGroup"],
+            "logs:TagLogGroup", "logs:UntagLogGroup",
+            # The control-plane log group is encrypted with the cluster's key.
+            "logs:AssociateKmsKey", "logs:DisassociateKmsKey"],
             [account.arn("logs", f"log-group:{group}{suffix}")
              for group in (f"/aws/eks/{prefix}*", f"aws-waf-logs-{prefix}*") for suffix in ("", ":*")]),
         # WAF's logs are a vended log delivery: what setting one up to CloudWatch Logs takes
@@ -231,7 +233,8 @@ def deploy_services_policy(account: Account, prefix: str) -> str:
         allow("WafLogGroupPolicy", ["logs:DescribeLogGroups", "logs:DescribeResourcePolicies",
                                     "logs:PutResourcePolicy"], account.arn("logs", "*")),
         # New keys must carry the platform's tag; afterwards only tagged keys are managed, and
-        # never their key policy (PutKeyPolicy is not here).
+        # never their key policy (PutKeyPolicy is not here): the program sets it once, at
+        # CreateKey; changing it later takes an administrator.
         allow("CreatePlatformKeys", ["kms:CreateKey", "kms:TagResource"], "*",
               {"Null": {f"aws:RequestTag/{PLATFORM_TAG}": "false"}}),
         allow("ManagePlatformKeys", [

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Optional
 
 import pulumi
+import pulumi_aws as aws
 
 from . import charts
 from .node_group import GPU_TOLERATION
@@ -63,6 +64,33 @@ def load_balancer_controller_values(cluster_name: pulumi.Input[str], region: str
     return {"clusterName": cluster_name, "region": region, "vpcId": vpc_id,
             "serviceAccount": {"create": True, "name": LBC_SERVICE_ACCOUNT},
             "replicaCount": 2, "enableServiceMutatorWebhook": False}
+
+
+CLUSTER_TAG = "elbv2.k8s.aws/cluster"  # the controller tags what it creates with the cluster's name
+SG_INGRESS = {"ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"}
+
+
+def load_balancer_controller_policy(upstream: dict, cluster_name: str, vpc_arn: str) -> str:
+    """The published policy scoped as its install guide recommends
+    (kubernetes-sigs/aws-load-balancer-controller v3.5.0 docs/deploy/installation.md, "Configure
+    IAM"): the unconditioned security-group ingress statement limited to this VPC (`ec2:Vpc`),
+    and every "has the controller's cluster tag" condition (`Null ...: false`) narrowed to this
+    cluster's name, so the controller of another cluster in the account cannot be steered into
+    its load balancers, target groups and security groups."""
+    statements = []
+    for statement in upstream["Statement"]:
+        statement = json.loads(json.dumps(statement))
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if set(actions) == SG_INGRESS and statement.get("Resource") == "*" and "Condition" not in statement:
+            statement["Condition"] = {"ArnEquals": {"ec2:Vpc": vpc_arn}}
+        null = statement.get("Condition", {}).get("Null", {})
+        for key in [k for k, v in null.items() if k.endswith(f"Tag/{CLUSTER_TAG}") and v == "false"]:
+            del null[key]
+            statement["Condition"].setdefault("StringEquals", {})[key] = cluster_name
+        if "Null" in statement.get("Condition", {}) and not null:
+            del statement["Condition"]["Null"]
+        statements.append(statement)
+    return json.dumps({**upstream, "Statement": statements})
 
 
 # The autoscaler's minor version must match the cluster's. Chart 9.59.0 ships v1.35.0; v1.36.1 is
@@ -126,9 +154,13 @@ class Addons(pulumi.ComponentResource):
                                            args.prometheus_selector),
                        depends_on=[args.monitoring, *args.nodes])
 
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        vpc_arn = pulumi.Output.concat("arn:aws:ec2:", args.region, ":", account, ":vpc/", args.vpc_id)
+        lbc_policy = vpc_arn.apply(lambda arn: load_balancer_controller_policy(
+            json.loads(LBC_POLICY.read_text()), args.cluster_name, arn))
         lbc_role = PodIdentityRole(f"{name}-lbc", PodIdentityRoleArgs(
             cluster_name=args.ready_cluster_name, namespace="kube-system",
-            service_account=LBC_SERVICE_ACCOUNT, policy=LBC_POLICY.read_text(),
+            service_account=LBC_SERVICE_ACCOUNT, policy=lbc_policy,
             permissions_boundary=args.permissions_boundary, tags=args.tags),
             opts=child)
         self.load_balancer_controller = charts.release(

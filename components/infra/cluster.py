@@ -9,11 +9,12 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 from pulumi_aws import cloudwatch, eks, iam, kms
 
 from ..config import AccessEntry, SystemNodeGroupConfig
-from .iam import MANAGED, after, trust_policy
+from .iam import MANAGED, after, cluster_key_policy, trust_policy
 from .node_group import NodeGroup, NodeGroupArgs
 from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
 
@@ -86,14 +87,18 @@ class Cluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         tags = args.tags or {}
 
-        key = kms.Key(f"{name}-secrets", description=f"EKS secrets encryption for {args.cluster_name}",
-                      enable_key_rotation=True, deletion_window_in_days=30, tags=tags, opts=child)
-        kms.Alias(f"{name}-secrets", name=f"alias/eks/{args.cluster_name}", target_key_id=key.key_id,
-                  opts=child)
-
         boundary = args.permissions_boundary_arn
         role = iam.Role(f"{name}-cluster-role", assume_role_policy=trust_policy("eks.amazonaws.com"),
                         permissions_boundary=boundary, tags=tags, opts=child)
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        # Secrets and the control-plane logs, with an explicit key policy (components/infra/iam.py).
+        key = kms.Key(f"{name}-secrets", description=f"EKS secrets and logs encryption for {args.cluster_name}",
+                      enable_key_rotation=True, deletion_window_in_days=30,
+                      policy=pulumi.Output.all(account, role.arn).apply(lambda v: cluster_key_policy(
+                          v[0], args.region, args.cluster_name, v[1])),
+                      tags=tags, opts=child)
+        kms.Alias(f"{name}-secrets", name=f"alias/eks/{args.cluster_name}", target_key_id=key.key_id,
+                  opts=child)
         role_policies = [iam.RolePolicyAttachment(
             f"{name}-cluster-policy", role=role.name, policy_arn=f"{MANAGED}/AmazonEKSClusterPolicy",
             opts=child)]
@@ -106,7 +111,8 @@ class Cluster(pulumi.ComponentResource):
 
         # Created before the cluster, or EKS creates it with logs kept forever.
         logs = cloudwatch.LogGroup(f"{name}-logs", name=f"/aws/eks/{args.cluster_name}/cluster",
-                                   retention_in_days=args.log_retention_days, tags=tags, opts=child)
+                                   retention_in_days=args.log_retention_days, kms_key_id=key.arn,
+                                   tags=tags, opts=child)
 
         public = bool(args.public_access_cidrs)
         self.cluster = eks.Cluster(

@@ -42,6 +42,33 @@ def pod_identity_trust(account_id: pulumi.Input[str], cluster_name: pulumi.Input
     })
 
 
+def cluster_key_policy(account_id: str, region: str, cluster_name: str, cluster_role_arn: str) -> str:
+    """The key policy of the cluster's KMS key, explicit rather than the default:
+    - the account administers the key through IAM (without it the key could become unmanageable,
+      https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html);
+    - the cluster role uses it only through EKS (`kms:ViaService`), for Secrets;
+    - CloudWatch Logs uses it only for the cluster's control-plane log group (its encryption
+      context, https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html)."""
+    log_group = f"arn:aws:logs:{region}:{account_id}:log-group:/aws/eks/{cluster_name}/cluster"
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "AccountAdministersThroughIam", "Effect": "Allow",
+             "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "ClusterRoleThroughEks", "Effect": "Allow", "Principal": {"AWS": cluster_role_arn},
+             "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:CreateGrant", "kms:ListGrants"],
+             "Resource": "*",
+             "Condition": {"StringEquals": {"kms:ViaService": f"eks.{region}.amazonaws.com",
+                                            "kms:CallerAccount": account_id}}},
+            {"Sid": "ControlPlaneLogs", "Effect": "Allow",
+             "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+             "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+             "Resource": "*",
+             "Condition": {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group}}},
+        ],
+    })
+
+
 def after(value: pulumi.Input[str], resources: list[pulumi.CustomResource]) -> pulumi.Output[str]:
     """value, resolved only once the resources exist: what is created with it waits for them
     (a role's ARN once its policies are attached, a cluster's name once its add-ons are in)."""

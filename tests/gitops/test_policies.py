@@ -111,6 +111,20 @@ def test_workload_trust_conditioned(props, ok):
     assert (found == []) == ok, found
 
 
+@pytest.mark.parametrize("condition,ok", [
+    (None, False),
+    ({"ArnEquals": {"ec2:Vpc": "arn:aws:ec2:us-east-1:123456789012:vpc/vpc-0123"}}, True),
+    ({"Null": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "false"}}, False),  # any cluster's
+    ({"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "llmserve-prod"}}, True),
+])
+def test_security_group_ingress_in_the_vpc(condition, ok):
+    statement = {"Effect": "Allow", "Action": ["ec2:AuthorizeSecurityGroupIngress"], "Resource": "*",
+                 **({"Condition": condition} if condition else {})}
+    found = _violations(policies.security_group_ingress_in_the_vpc, "aws:iam/rolePolicy:RolePolicy",
+                        {"policy": json.dumps({"Statement": [statement]})})
+    assert (found == []) == ok, found
+
+
 def test_monitoring_reads_no_secrets():
     release = {"chart": "kube-prometheus-stack", "values": {
         "grafana": {"rbac": {"namespaced": True}}, "kube-state-metrics": {"collectorsExclude": ["secrets"]}}}
@@ -135,7 +149,8 @@ def test_kubernetes_secrets_declared_secret():
 def test_pack_lists_every_policy():
     assert [p.name for p in policies.POLICIES] == [
         "gpu-limits-and-toleration", "images-pinned", "eks-endpoint-not-open",
-        "load-balancer-not-open", "workload-trust-conditioned", "monitoring-reads-no-secrets",
+        "load-balancer-not-open", "workload-trust-conditioned", "security-group-ingress-in-the-vpc",
+        "monitoring-reads-no-secrets",
         "efs-encrypted", "secrets-from-pulumi-secrets"]
     assert all(p.description for p in policies.POLICIES)
     assert (ROOT / "policy" / "PulumiPolicy.yaml").is_file()

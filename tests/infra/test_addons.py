@@ -158,7 +158,22 @@ def test_load_balancer_controller(prod_run):
     assert assoc["namespace"] == "kube-system"
     policy = next(json.loads(p.inputs["policy"]) for p in prod_run.of_type("aws:iam/rolePolicy:RolePolicy")
                   if "lbc" in p.name)
-    assert policy == json.loads((ROOT / "components" / "infra" / "policies" / "aws-load-balancer-controller.json").read_text())
+    upstream = json.loads((ROOT / "components" / "infra" / "policies" / "aws-load-balancer-controller.json").read_text())
+    # The published policy, statement for statement, scoped as its install guide recommends.
+    assert len(policy["Statement"]) == len(upstream["Statement"])
+    vpc_arn = f"arn:aws:ec2:us-east-1:{mockrun.ACCOUNT}:vpc/{prod_run.one('aws:ec2/vpc:Vpc').id}"
+    for ours, theirs in zip(policy["Statement"], upstream["Statement"]):
+        assert (ours["Action"], ours.get("Resource")) == (theirs["Action"], theirs.get("Resource"))
+        text = json.dumps(ours.get("Condition", {}))
+        assert '"false"' not in text  # no "any cluster's tag" condition left
+        if sorted(theirs["Action"]) == ["ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupIngress"] \
+                and "Condition" not in theirs:
+            assert ours["Condition"] == {"ArnEquals": {"ec2:Vpc": vpc_arn}}
+        for key, value in (theirs.get("Condition", {}).get("Null") or {}).items():
+            if value == "false":
+                assert ours["Condition"]["StringEquals"][key] == "llmserve-prod"
+            else:
+                assert ours["Condition"]["Null"][key] == value
     actions = {a for s in policy["Statement"] for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert {"elasticloadbalancing:CreateLoadBalancer", "wafv2:AssociateWebACL", "ec2:CreateSecurityGroup"} <= actions
 

@@ -179,3 +179,19 @@ def test_encrypted_gp3_is_the_default_block_storage(dev_run):
     addon = next(a for a in dev_run.of_type(ADDON) if a.inputs["addonName"] == "aws-ebs-csi-driver")
     [assoc] = mockrun.reveal(addon.inputs["podIdentityAssociations"])
     assert assoc["serviceAccount"] == "ebs-csi-controller-sa"
+
+
+def test_the_cluster_key_has_an_explicit_policy_and_encrypts_the_logs(prod_run):
+    key = prod_run.one("aws:kms/key:Key")
+    policy = {s["Sid"]: s for s in json.loads(key.inputs["policy"])["Statement"]}
+    assert policy["AccountAdministersThroughIam"]["Principal"] == {"AWS": f"arn:aws:iam::{mockrun.ACCOUNT}:root"}
+    role = next(r for r in prod_run.of_type("aws:iam/role:Role") if r.name.endswith("-cluster-role"))
+    eks = policy["ClusterRoleThroughEks"]
+    assert eks["Principal"] == {"AWS": role.outputs["arn"]}
+    assert eks["Condition"]["StringEquals"]["kms:ViaService"] == "eks.us-east-1.amazonaws.com"
+    logs = policy["ControlPlaneLogs"]
+    assert logs["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"}
+    group = prod_run.one("aws:cloudwatch/logGroup:LogGroup", "llmserve-prod-logs")
+    assert logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"] == \
+        f"arn:aws:logs:us-east-1:{mockrun.ACCOUNT}:log-group:{group.inputs['name']}"
+    assert group.inputs["kmsKeyId"] == key.outputs["arn"]
