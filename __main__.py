@@ -109,8 +109,9 @@ serving = Serving(f"{name}-serving", ServingArgs(
     tags=tags,
 ), opts=k8s)
 # The load balancer's nodes sit in its own subnets (internal) or the public ones.
-lb_cidrs = [] if ingress is None else (
-    network.load_balancer_cidrs if ingress.scheme == "internal" else network.public_cidrs)
+lb_cidrs, lb_subnets = ([], []) if ingress is None else (
+    (network.load_balancer_cidrs, network.load_balancer_subnet_ids) if ingress.scheme == "internal"
+    else (network.public_cidrs, network.public_subnet_ids))
 for model in cfg.models:
     ModelService(f"{name}-{model.name}", ModelServiceArgs(
         model=model.name,
@@ -125,6 +126,7 @@ for model in cfg.models:
         ingress=ingress,
         waf_acl_arn=serving.waf_acl_arn,
         access_logs_bucket=serving.access_logs_bucket,
+        lb_subnet_ids=lb_subnets,
         prometheus_selector=SELECTED,
         monitoring=monitoring.stack,
         load_balancer_controller=addons.load_balancer_controller,

@@ -4,6 +4,7 @@ reports violations; tests call them directly."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 
 from typing import Any, Callable, Iterator
@@ -121,10 +122,15 @@ def workload_trust_conditioned(args: ResourceValidationArgs, report: Report) -> 
         principal = statement.get("Principal") or {}
         services = principal.get("Service") if isinstance(principal, dict) else None
         services = [services] if isinstance(services, str) else services or []
-        if statement.get("Effect") == "Allow" and not statement.get("Condition") and (
-                "pods.eks.amazonaws.com" in services or (isinstance(principal, dict) and "Federated" in principal)):
-            report("a role assumed by pods or an OIDC identity has a trust statement without conditions: "
-                   "match the cluster, namespace and service account (or the repository and environment)")
+        condition = json.dumps(statement.get("Condition") or {})
+        if statement.get("Effect") != "Allow":
+            continue
+        if "pods.eks.amazonaws.com" in services and not all(
+                f"aws:RequestTag/{tag}" in condition for tag in ("kubernetes-namespace", "kubernetes-service-account")):
+            report("a Pod Identity role's trust does not match the namespace and service account "
+                   "(aws:RequestTag/kubernetes-namespace, aws:RequestTag/kubernetes-service-account)")
+        if isinstance(principal, dict) and "Federated" in principal and not (":sub" in condition and ":aud" in condition):
+            report("an OIDC role's trust does not match the token's subject and audience (:sub, :aud)")
 
 
 def security_group_ingress_in_the_vpc(args: ResourceValidationArgs, report: Report) -> None:
@@ -140,7 +146,7 @@ def security_group_ingress_in_the_vpc(args: ResourceValidationArgs, report: Repo
     for statement in document.get("Statement", []):
         actions = statement.get("Action") or []
         actions = [actions] if isinstance(actions, str) else actions
-        opens = any(a in ("ec2:AuthorizeSecurityGroupIngress", "ec2:*", "*") for a in actions)
+        opens = any(fnmatch.fnmatch("ec2:AuthorizeSecurityGroupIngress", a.replace("[", "[[]")) for a in actions)
         condition = statement.get("Condition") or {}
         scoped = "ec2:Vpc" in json.dumps(condition) or any(
             k.startswith("aws:ResourceTag/") for k in (condition.get("StringEquals") or {}))

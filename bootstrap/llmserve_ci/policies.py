@@ -241,9 +241,10 @@ def deploy_services_policy(account: Account, prefix: str) -> str:
             "kms:EnableKeyRotation", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion",
             "kms:UpdateKeyDescription", "kms:TagResource", "kms:UntagResource", "kms:ListGrants",
             "kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"], "*", platform_key),
-        # EKS encrypts Secrets with a grant made with the cluster creator's rights.
-        allow("GrantPlatformKeysToEks", ["kms:CreateGrant"], "*",
-              {**platform_key, "Bool": {"kms:GrantIsForAWSResource": "true"}}),
+        # EKS encrypts Secrets with a grant made with the cluster creator's rights. Not with
+        # kms:GrantIsForAWSResource: CreateCluster does not support it (Amazon EKS User Guide,
+        # "Enable secret encryption on an existing cluster", last note).
+        allow("GrantPlatformKeysToEks", ["kms:CreateGrant"], "*", platform_key),
         allow("PlatformKeyAliases", ["kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"],
               account.arn("kms", f"alias/eks/{prefix}*")),
         # The web ACL, its logging, and the AWS managed rule groups it references.

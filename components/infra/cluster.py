@@ -96,6 +96,11 @@ class Cluster(pulumi.ComponentResource):
                       enable_key_rotation=True, deletion_window_in_days=30,
                       policy=pulumi.Output.all(account, role.arn).apply(lambda v: cluster_key_policy(
                           v[0], args.region, args.cluster_name, v[1])),
+                      # KMS refuses a key policy that does not let the caller change it later
+                      # (CreateKey, BypassPolicyLockoutSafetyCheck); the deploy roles may not
+                      # change key policies (docs/bootstrap.md), and the account keeps
+                      # administering the key through IAM (the policy's first statement).
+                      bypass_policy_lockout_safety_check=True,
                       tags=tags, opts=child)
         kms.Alias(f"{name}-secrets", name=f"alias/eks/{args.cluster_name}", target_key_id=key.key_id,
                   opts=child)
@@ -220,9 +225,12 @@ class Cluster(pulumi.ComponentResource):
                         resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
                         tags=tags, opts=on_nodes)
 
-        # Kubernetes is reached only once the access entries are granted (the deployer's too).
+        # Kubernetes is reached only once the access entries are granted (the deployer's too),
+        # and they take a while to apply: the provider, which gives up on a cluster it cannot
+        # reach, is configured after the system nodes (minutes later) as well.
         self.kubeconfig = pulumi.Output.secret(after(kubeconfig(
-            cluster_name, self.cluster.endpoint, self.cluster.certificate_authority.data, args.region), grants))
+            cluster_name, self.cluster.endpoint, self.cluster.certificate_authority.data, args.region),
+            [*grants, self.system_nodes.node_group]))
         self.provider = k8s.Provider(f"{name}-k8s", kubeconfig=self.kubeconfig, opts=child)
         gp3 = k8s.storage.v1.StorageClass(f"{name}-gp3", metadata={
             "name": BLOCK_STORAGE_CLASS,

@@ -20,21 +20,20 @@ def trust_policy(service: str) -> str:
     })
 
 
-def pod_identity_trust(account_id: pulumi.Input[str], cluster_name: pulumi.Input[str],
-                       namespace: str, service_account: str) -> pulumi.Output[str]:
+def pod_identity_trust(cluster_arn: pulumi.Input[str], namespace: str,
+                       service_account: str) -> pulumi.Output[str]:
     """Assume-role policy of an EKS Pod Identity role that only this cluster's association for
-    this service account can use: EKS Pod Identity tags the session with the cluster, namespace
-    and service account, and the trust policy matches them
-    (https://docs.aws.amazon.com/eks/latest/userguide/pod-id-role.html, "Setting Conditions";
-    the tags: https://docs.aws.amazon.com/eks/latest/userguide/pod-id-abac.html)."""
+    this service account can use: EKS Pod Identity tags the session with the cluster's ARN (its
+    account and region too), the namespace and the service account, and the trust policy matches
+    them (https://docs.aws.amazon.com/eks/latest/userguide/pod-id-role.html, "Setting Conditions";
+    the session tags: https://docs.aws.amazon.com/eks/latest/userguide/pod-id-abac.html)."""
     return pulumi.Output.json_dumps({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow", "Principal": {"Service": "pods.eks.amazonaws.com"},
             "Action": ["sts:AssumeRole", "sts:TagSession"],
             "Condition": {"StringEquals": {
-                "aws:SourceAccount": account_id,
-                "aws:RequestTag/eks-cluster-name": cluster_name,
+                "aws:RequestTag/eks-cluster-arn": cluster_arn,
                 "aws:RequestTag/kubernetes-namespace": namespace,
                 "aws:RequestTag/kubernetes-service-account": service_account,
             }},

@@ -59,6 +59,7 @@ class Network(pulumi.ComponentResource):
     availability_zones: list[str]
     private_subnet_ids: list[pulumi.Output[str]]
     public_subnet_ids: list[pulumi.Output[str]]
+    load_balancer_subnet_ids: list[pulumi.Output[str]]  # internal load balancers
     # Known before anything is created (NetworkPolicies use them).
     public_cidrs: list[str]
     load_balancer_cidrs: list[str]  # internal load balancers
@@ -98,6 +99,7 @@ class Network(pulumi.ComponentResource):
         self.availability_zones = list(zones)
         self.private_subnet_ids = [pulumi.Output.from_input(s) for s in zones.values()]
         self.public_subnet_ids = [pulumi.Output.from_input(s) for s in args.vpc.public_subnet_ids]
+        self.load_balancer_subnet_ids = [pulumi.Output.from_input(s) for s in args.vpc.load_balancer_subnet_ids]
         # Tag, without taking ownership of, the subnets so the load balancer controller finds them.
         for kind, ids in kinds.items():
             for sid in ids:
@@ -133,7 +135,7 @@ class Network(pulumi.ComponentResource):
             routes=[ec2.RouteTableRouteArgs(cidr_block="0.0.0.0/0", gateway_id=igw.id)],
             tags={"Name": f"{args.cluster_name}-public"}, opts=self._child())
 
-        public, private, private_rts, nats = [], [], [], []
+        public, private, lbs, private_rts, nats = [], [], [], [], []
         for i, az in enumerate(self.availability_zones):
             pub = ec2.Subnet(
                 f"{name}-public-{az}", vpc_id=vpc.id, availability_zone=az,
@@ -171,6 +173,7 @@ class Network(pulumi.ComponentResource):
                 opts=self._child())
             ec2.RouteTableAssociation(f"{name}-lb-{az}", subnet_id=lb.id, route_table_id=rt.id,
                                       opts=self._child())
+            lbs.append(lb)
             private.append(priv)
             private_rts.append(rt)
         # Image layers (ECR) and model files in S3 bypass the NAT gateways: faster and free.
@@ -179,3 +182,4 @@ class Network(pulumi.ComponentResource):
                         tags={"Name": f"{args.cluster_name}-s3"}, opts=self._child())
         self.private_subnet_ids = [s.id for s in private]
         self.public_subnet_ids = [s.id for s in public]
+        self.load_balancer_subnet_ids = [s.id for s in lbs]

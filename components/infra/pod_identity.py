@@ -32,9 +32,14 @@ class PodIdentityRole(pulumi.ComponentResource):
     def __init__(self, name: str, args: PodIdentityRoleArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:infra:PodIdentityRole", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        identity = aws.get_caller_identity_output(opts=invoke)
+        cluster_arn = pulumi.Output.concat(
+            "arn:", identity.arn.apply(lambda arn: arn.split(":")[1]), ":eks:",
+            aws.get_region_output(opts=invoke).region, ":", identity.account_id, ":cluster/",
+            args.cluster_name)
         role = iam.Role(f"{name}-role", assume_role_policy=pod_identity_trust(
-            account, args.cluster_name, args.namespace, args.service_account),
+            cluster_arn, args.namespace, args.service_account),
             permissions_boundary=args.permissions_boundary, tags=args.tags, opts=child)
         grants: list[pulumi.CustomResource] = [
             iam.RolePolicyAttachment(f"{name}-{arn.rsplit('/', 1)[-1]}", role=role.name,

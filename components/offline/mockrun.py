@@ -120,6 +120,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
             index = self.subnet_zones.setdefault(sid, len(self.subnet_zones))
             return {"id": sid, "availabilityZone": f"{self.region}{'abcdef'[index % 6]}",
                     "cidrBlock": f"10.99.{index * 16}.0/20", "vpcId": "vpc-" + _digest("vpc")}
+        if token == "aws:index/getRegion:getRegion":
+            return {"id": self.region, "name": self.region, "region": self.region,
+                    "endpoint": f"ec2.{self.region}.amazonaws.com", "description": self.region}
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/render", "userId": "RENDER"}
         raise NotImplementedError(f"the offline mocks have no answer for invoke {token}")

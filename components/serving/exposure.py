@@ -51,9 +51,12 @@ def service(scope: Scope, active: str) -> k8s.core.v1.Service:
 def ingress(scope: Scope, ing: IngressConfig, svc: k8s.core.v1.Service,
             waf_acl_arn: Optional[pulumi.Input[str]],
             load_balancer_controller: Optional[pulumi.Resource],
-            access_logs_bucket: Optional[pulumi.Input[str]] = None) -> k8s.networking.v1.Ingress:
+            access_logs_bucket: Optional[pulumi.Input[str]] = None,
+            subnet_ids: Optional[list[pulumi.Input[str]]] = None) -> k8s.networking.v1.Ingress:
     """`access_logs_bucket`: the stack's access log bucket (Serving.access_logs_bucket); none,
-    no access logs."""
+    no access logs. `subnet_ids`: where the load balancer goes; named rather than discovered,
+    since the controller takes any subnet with the role tag (aws-load-balancer-controller v3.5.0
+    pkg/networking/subnet_resolver.go) and the serving pods admit only these subnets' addresses."""
     attributes = (load_balancer_attributes(ing, None) if access_logs_bucket is None else
                   pulumi.Output.from_input(access_logs_bucket).apply(
                       lambda bucket: load_balancer_attributes(ing, bucket)))
@@ -75,6 +78,8 @@ def ingress(scope: Scope, ing: IngressConfig, svc: k8s.core.v1.Service,
     }
     if waf_acl_arn is not None:
         annotations["alb.ingress.kubernetes.io/wafv2-acl-arn"] = waf_acl_arn
+    if subnet_ids:
+        annotations["alb.ingress.kubernetes.io/subnets"] = pulumi.Output.all(*subnet_ids).apply(",".join)
     return k8s.networking.v1.Ingress(f"{scope.name}-ingress", metadata=scope.metadata(
         scope.model, annotations=annotations,
     ), spec={

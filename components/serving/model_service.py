@@ -41,6 +41,7 @@ class ModelServiceArgs:
     ingress: Optional[IngressConfig] = None
     waf_acl_arn: Optional[pulumi.Input[str]] = None
     access_logs_bucket: Optional[pulumi.Input[str]] = None  # Serving.access_logs_bucket
+    lb_subnet_ids: Optional[list[pulumi.Input[str]]] = None  # where the load balancer goes
     # Monitoring: the labels Prometheus selects monitors by, and what brings the CRDs.
     prometheus_selector: Optional[dict[str, str]] = None
     monitoring: Optional[pulumi.Resource] = None
@@ -89,7 +90,7 @@ class ModelService(pulumi.ComponentResource):
         self.service_name = service.metadata.name
         if args.ingress is not None:
             exposure.ingress(scope, args.ingress, service, args.waf_acl_arn, args.load_balancer_controller,
-                             access_logs_bucket=args.access_logs_bucket)
+                             access_logs_bucket=args.access_logs_bucket, subnet_ids=args.lb_subnet_ids)
         if args.prometheus_selector is not None:
             pod_monitor(scope, args.prometheus_selector, args.monitoring)
         self.register_outputs({"service": self.service_name})

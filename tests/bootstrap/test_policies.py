@@ -220,3 +220,12 @@ def test_boundary_keys_are_the_platforms_or_used_through_ec2():
         json.dumps({"Null": {"aws:ResourceTag/llmserve/cluster": "false"}}, sort_keys=True),
         json.dumps({"StringLike": {"kms:ViaService": "ec2.*.amazonaws.com"}}, sort_keys=True)}
     assert all(as_list(s["Resource"]) == ["*"] for s in kms)
+
+
+def test_the_deploy_role_may_grant_the_cluster_key_to_eks():
+    """CreateCluster with secrets encryption needs the creator's kms:CreateGrant, and does not
+    support the kms:GrantIsForAWSResource condition (Amazon EKS User Guide)."""
+    doc = parsed(policies.deploy_services_policy(ACCOUNT, PREFIX))
+    [grant] = [s for s in statements(doc) if s["Sid"] == "GrantPlatformKeysToEks"]
+    assert grant["Action"] in (["kms:CreateGrant"], "kms:CreateGrant")
+    assert "kms:GrantIsForAWSResource" not in json.dumps(grant)

@@ -102,7 +102,9 @@ def _trust(principal: dict, condition=None) -> dict:
 
 @pytest.mark.parametrize("props,ok", [
     (_trust({"Service": "pods.eks.amazonaws.com"}), False),
-    (_trust({"Service": "pods.eks.amazonaws.com"}, {"StringEquals": {"aws:RequestTag/kubernetes-namespace": "x"}}), True),
+    (_trust({"Service": "pods.eks.amazonaws.com"}, {"StringEquals": {"aws:RequestTag/kubernetes-namespace": "x"}}), False),
+    (_trust({"Service": "pods.eks.amazonaws.com"}, {"StringEquals": {"aws:RequestTag/kubernetes-namespace": "x",
+                                                                     "aws:RequestTag/kubernetes-service-account": "y"}}), True),
     (_trust({"Federated": "arn:aws:iam::123456789012:oidc-provider/token.actions.githubusercontent.com"}), False),
     (_trust({"Service": "ec2.amazonaws.com"}), True),
 ])
@@ -118,11 +120,12 @@ def test_workload_trust_conditioned(props, ok):
     ({"StringEquals": {"aws:ResourceTag/elbv2.k8s.aws/cluster": "llmserve-prod"}}, True),
 ])
 def test_security_group_ingress_in_the_vpc(condition, ok):
-    statement = {"Effect": "Allow", "Action": ["ec2:AuthorizeSecurityGroupIngress"], "Resource": "*",
-                 **({"Condition": condition} if condition else {})}
-    found = _violations(policies.security_group_ingress_in_the_vpc, "aws:iam/rolePolicy:RolePolicy",
-                        {"policy": json.dumps({"Statement": [statement]})})
-    assert (found == []) == ok, found
+    for action in ("ec2:AuthorizeSecurityGroupIngress", "ec2:Authorize*", "ec2:*"):
+        statement = {"Effect": "Allow", "Action": [action], "Resource": "*",
+                     **({"Condition": condition} if condition else {})}
+        found = _violations(policies.security_group_ingress_in_the_vpc, "aws:iam/rolePolicy:RolePolicy",
+                            {"policy": json.dumps({"Statement": [statement]})})
+        assert (found == []) == ok, (action, found)
 
 
 def test_monitoring_reads_no_secrets():

@@ -106,8 +106,8 @@ def test_pod_identity_roles_trust_only_their_cluster_namespace_and_service_accou
     for role in roles:
         [statement] = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
         condition = statement["Condition"]["StringEquals"]
-        assert condition["aws:SourceAccount"] == mockrun.ACCOUNT
-        assert condition["aws:RequestTag/eks-cluster-name"] == "llmserve-prod"
+        assert condition["aws:RequestTag/eks-cluster-arn"] == \
+            f"arn:aws:eks:us-east-1:{mockrun.ACCOUNT}:cluster/llmserve-prod"  # account, region, name
         assert condition["aws:RequestTag/kubernetes-namespace"] == "kube-system"
         assert condition["aws:RequestTag/kubernetes-service-account"]
 

@@ -112,3 +112,12 @@ def test_prod_alb_logs_to_its_access_log_bucket(prod_run):
     for ing in prod_run.of_type(INGRESS):
         attrs = attributes(mockrun.reveal(ing.inputs))
         assert attrs["access_logs.s3.enabled"] == "true" and attrs["access_logs.s3.bucket"] == bucket.id
+
+
+def test_the_internal_alb_is_placed_in_the_load_balancer_subnets(prod_run):
+    """Named, not discovered: an adopted VPC's private subnets may carry the role tag too, and
+    the serving pods admit only the load-balancer subnets."""
+    lb_subnets = sorted(s.id for s in prod_run.of_type("aws:ec2/subnet:Subnet") if "-lb-" in s.name)
+    for ing in prod_run.of_type(INGRESS):
+        annotations = mockrun.reveal(ing.inputs)["metadata"]["annotations"]
+        assert sorted(annotations["alb.ingress.kubernetes.io/subnets"].split(",")) == lb_subnets
