@@ -108,17 +108,22 @@ def _judge(cidrs: list[str], what: str, setting: str, report: Report) -> None:
         report(f"{what} is open to too much of the internet: {problem}; list fewer {setting}")
 
 
+def _statements(args: ResourceValidationArgs, key: str) -> list[dict]:
+    """The statements of the policy document in `key` (empty while a preview leaves it unknown:
+    checked on the real run)."""
+    try:
+        return json.loads(args.props.get(key) or "{}").get("Statement", [])
+    except (TypeError, ValueError, AttributeError):
+        return []
+
+
 def workload_trust_conditioned(args: ResourceValidationArgs, report: Report) -> None:
     """A role that pods (EKS Pod Identity) or an OIDC identity (GitHub) assume trusts them only
     under conditions: without them any cluster's association, or any repository, could assume
     it. (The EKS cluster and EC2 node roles trust one AWS service, for this account only.)"""
     if args.resource_type != "aws:iam/role:Role":
         return
-    try:
-        document = json.loads(args.props.get("assumeRolePolicy") or "{}")
-    except (TypeError, ValueError):
-        return  # unknown during a preview: checked on the real run
-    for statement in document.get("Statement", []):
+    for statement in _statements(args, "assumeRolePolicy"):
         principal = statement.get("Principal") or {}
         services = principal.get("Service") if isinstance(principal, dict) else None
         services = [services] if isinstance(services, str) else services or []
@@ -139,11 +144,7 @@ def security_group_ingress_in_the_vpc(args: ResourceValidationArgs, report: Repo
     load balancer controller's install guide recommends either)."""
     if args.resource_type not in ("aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy"):
         return
-    try:
-        document = json.loads(args.props.get("policy") or "{}")
-    except (TypeError, ValueError):
-        return  # unknown during a preview: checked on the real run
-    for statement in document.get("Statement", []):
+    for statement in _statements(args, "policy"):
         actions = statement.get("Action") or []
         actions = [actions] if isinstance(actions, str) else actions
         opens = any(fnmatch.fnmatch("ec2:AuthorizeSecurityGroupIngress", a.replace("[", "[[]")) for a in actions)
