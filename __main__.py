@@ -119,6 +119,7 @@ for model in cfg.models:
         slots=slot_specs(model, cfg, plans, lock),
         active=model.active_slot,
         replicas=model.replicas,
+        block_evictions=model.evictions == "block",
         storage_class=cache.storage_class_name,
         lb_source_cidrs=lb_cidrs,
         download_image=model.image or TGI_IMAGE,

@@ -76,6 +76,10 @@ class ModelConfig(ModelSettings):
     id: str
     node_group: str
     replicas: Replicas = Replicas()
+    # What a voluntary disruption (node roll, drain, auto-repair, scale-down) may do to the
+    # model's pods: `allow` takes one at a time, `block` none (its PodDisruptionBudget allows
+    # no eviction, node rolls wait, and its rollouts start the new pod before the old one stops).
+    evictions: Literal["allow", "block"] = "allow"
     # Blue-green: each slot overrides the model's settings; the Service sends traffic to `active`.
     slots: dict[Literal[SLOTS], ModelSettings] = {}  # type: ignore[valid-type]
     active: Optional[Literal[SLOTS]] = None  # type: ignore[valid-type]

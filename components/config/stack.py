@@ -62,6 +62,14 @@ class StackConfig(Settings):
                           "an existing VPC: small subnets (/27 or larger, one per AZ) for the load "
                           "balancers only; the serving pods admit their addresses")
         errors += _duplicates("models", [m.name for m in self.models])
+        for i, m in enumerate(self.models):
+            if self.ingress is not None and m.replicas.min < 2 and m.evictions == "allow":
+                # One replica and evictions allowed: every node roll, auto-repair or drain takes
+                # the model down for a cold start (minutes).
+                errors.append(f"models[{i}].replicas.min: {m.replicas.min} replica of a model behind "
+                              "the ingress goes down on every node roll, drain or repair: set min to 2 "
+                              "or more, or evictions: block (node rolls then wait until you move "
+                              "the model with blue-green)")
         groups = [g.name for g in self.gpu_node_groups]
         for i, m in enumerate(self.models):
             for slot in m.resolved_slots():

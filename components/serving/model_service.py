@@ -37,6 +37,7 @@ class ModelServiceArgs:
     storage_class: pulumi.Input[str]
     lb_source_cidrs: list[str]  # where the load balancer's traffic and health checks come from
     download_image: str  # runs the download Jobs (huggingface_hub): the model's image, not a slot's
+    block_evictions: bool = False  # models[].evictions: block
     hf_token_secret: Optional[pulumi.Input[str]] = None
     ingress: Optional[IngressConfig] = None
     waf_acl_arn: Optional[pulumi.Input[str]] = None
@@ -80,11 +81,11 @@ class ModelService(pulumi.ComponentResource):
             if commit not in jobs:
                 jobs[commit] = download_job(scope, spec, args.download_image, account, cache,
                                             download_policy, args.hf_token_secret)
-            self.deployments[spec.slot.slot] = workload = deployment(scope, spec, args.replicas,
-                                                                     account, cache, jobs[commit])
+            self.deployments[spec.slot.slot] = workload = deployment(
+                scope, spec, args.replicas, account, cache, jobs[commit], surge=args.block_evictions)
             if args.replicas.max > args.replicas.min:
                 scaling.autoscaler(scope, spec, args.replicas, workload)
-            scaling.disruption_budget(scope, spec)
+            scaling.disruption_budget(scope, spec, block=args.block_evictions)
 
         service = exposure.service(scope, args.active)
         self.service_name = service.metadata.name

@@ -33,10 +33,11 @@ def autoscaler(scope: Scope, spec: SlotSpec, replicas: Replicas,
     }, opts=scope.opts())
 
 
-def disruption_budget(scope: Scope, spec: SlotSpec) -> k8s.policy.v1.PodDisruptionBudget:
+def disruption_budget(scope: Scope, spec: SlotSpec, block: bool = False) -> k8s.policy.v1.PodDisruptionBudget:
     slot = spec.slot.slot
-    # Node drains and upgrades take one replica at a time, even with a single replica.
+    # Node drains and upgrades take one replica at a time; with `block`, none (a node roll waits
+    # for the model to be moved with blue-green: docs/runbook.md).
     return k8s.policy.v1.PodDisruptionBudget(f"{scope.name}-{slot}-pdb", metadata=scope.metadata(
         f"{scope.model}-{slot}", slot_labels(scope, spec),
-    ), spec={"maxUnavailable": 1, "selector": {"matchLabels": slot_selector(scope, slot)}},
+    ), spec={"maxUnavailable": 0 if block else 1, "selector": {"matchLabels": slot_selector(scope, slot)}},
         opts=scope.opts())

@@ -26,7 +26,10 @@ def slot_selector(scope: Scope, slot: str) -> dict[str, str]:
 
 
 def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.core.v1.ServiceAccount,
-               cache: k8s.core.v1.PersistentVolumeClaim, job: k8s.batch.v1.Job) -> k8s.apps.v1.Deployment:
+               cache: k8s.core.v1.PersistentVolumeClaim, job: k8s.batch.v1.Job,
+               surge: bool = False) -> k8s.apps.v1.Deployment:
+    """`surge`: start a new pod before stopping an old one (the model's evictions are blocked,
+    so a rollout must not take its only replica down either; the autoscaler adds the node)."""
     slot, plan = spec.slot, spec.plan
     labels, selector = slot_labels(scope, spec), slot_selector(scope, slot.slot)
     resources = tgi.pod_resources(spec.instances, plan.num_shard)
@@ -41,10 +44,11 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
         # With an autoscaler the replica count is its to set.
         **({} if replicas.max > replicas.min else {"replicas": replicas.min}),
         "selector": {"matchLabels": selector},
-        # No spare GPU node is assumed: replace pods one at a time instead of surging.
-        # Model changes without downtime go through a second slot (blue-green).
+        # Without surge no spare GPU node is needed: pods are replaced one at a time. Model
+        # changes without downtime go through a second slot (blue-green).
         "strategy": {"type": "RollingUpdate",
-                     "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                     "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0} if surge
+                     else {"maxSurge": 0, "maxUnavailable": 1}},
         "template": {"metadata": {"labels": labels}, "spec": {
             "serviceAccountName": account.metadata.name,
             "automountServiceAccountToken": False,

@@ -26,3 +26,16 @@ def test_fixed_replicas_need_no_hpa(dev_settings):
 def test_pdb_lets_drains_proceed_one_pod_at_a_time(dev_run):
     pdb = manifest(dev_run, "kubernetes:policy/v1:PodDisruptionBudget")["spec"]
     assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": {"llmserve/model": "qwen-7b", "llmserve/slot": "blue"}}}
+
+
+def test_a_single_replica_behind_the_ingress_is_never_evicted(prod_run):
+    """prod's qwen-72b runs one replica (evictions: block): no eviction may take it, and a
+    rollout starts the new pod before the old one stops; qwen-14b (two or more) goes one by one."""
+    budgets = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in prod_run.of_type(
+        "kubernetes:policy/v1:PodDisruptionBudget")}
+    assert budgets["qwen-72b-blue"]["maxUnavailable"] == 0
+    assert budgets["qwen-14b-blue"]["maxUnavailable"] == 1
+    strategy = {r.inputs["metadata"]["name"]: r.inputs["spec"]["strategy"]["rollingUpdate"]
+                for r in prod_run.of_type(DEPLOYMENT)}
+    assert strategy["qwen-72b-blue"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert strategy["qwen-14b-blue"] == {"maxSurge": 0, "maxUnavailable": 1}
