@@ -85,7 +85,7 @@ cache = ModelCache(f"{name}-cache", ModelCacheArgs(
 
 monitoring = Monitoring(f"{name}-monitoring", MonitoringArgs(
     config=cfg.monitoring, storage_class=cluster.block_storage_class,
-    rule_groups=alerts.rule_groups(cfg.monitoring.alerts, NAMESPACE, cfg.monitoring.runbook_url),
+    rule_groups=alerts.rule_groups(cfg.monitoring.alerts, NAMESPACE, cfg.monitoring.runbook_base_url),
     dashboards={dashboards.DASHBOARD_FILE: dashboards.dashboard(NAMESPACE)},
     nodes=[cluster.system_nodes],
 ), opts=k8s)

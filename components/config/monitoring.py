@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 from pydantic import Field, field_validator
 
@@ -22,9 +23,19 @@ class AlertThresholds(Settings):
 class MonitoringConfig(Settings):
     retention: str = "15d"
     storage_gi_b: int = Field(50, ge=10, le=16384)
-    # Where alerts link to: your repository's docs/runbook.md (an anchor per alert is appended).
-    runbook_url: str = "docs/runbook.md"
+    # Where a page's runbook link opens: your copy of docs/runbook.md at an absolute https URL
+    # (an anchor per alert is appended). Required (config/stack.py): a relative path opens
+    # nowhere from a pager.
+    runbook_base_url: Optional[str] = None
     alerts: AlertThresholds = AlertThresholds()
+
+    @field_validator("runbook_base_url")
+    @classmethod
+    def _runbook(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not re.fullmatch(r"https://[^\s/#?]+\.[^\s/#?]+(/[^\s#?]*)?", v):
+            raise ValueError(f"{v!r} is not an absolute https URL without a fragment, e.g. "
+                             "https://github.com/acme/llmserve/blob/main/docs/runbook.md")
+        return v
 
     @field_validator("retention")
     @classmethod

@@ -53,6 +53,10 @@ class StackConfig(Settings):
         if self.addons.gpu_time_slicing_replicas and self.bottlerocket:
             errors.append("addons.gpuTimeSlicingReplicas: needs the GPU operator's device plugin, "
                           "which is off on Bottlerocket (it ships its own)")
+        if self.monitoring.runbook_base_url is None:
+            errors.append("monitoring.runbookBaseUrl: required: the absolute https URL of your "
+                          "copy of docs/runbook.md, where every alert links (e.g. https://github.com/"
+                          "acme/llmserve/blob/main/docs/runbook.md)")
         vpc = self.cluster.vpc
         if self.ingress and self.ingress.scheme == "internet-facing" and vpc.id and not vpc.public_subnet_ids:
             errors.append("ingress.scheme: an internet-facing load balancer needs public subnets: "

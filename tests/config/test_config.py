@@ -43,6 +43,7 @@ def test_defaults():
     s = validate_settings({
         "cluster": {"vpc": {"cidr": "10.0.0.0/16"},
                     "accessEntries": [{"principalArn": "arn:aws:iam::123456789012:role/deploy", "access": "admin"}]},
+        "monitoring": {"runbookBaseUrl": "https://example.com/runbook.md"},
         "gpuNodeGroups": [{"name": "gpu", "instanceTypes": ["g5.xlarge"], "minSize": 0,
                            "maxSize": 1, "desiredSize": 0}],
     })
@@ -128,6 +129,8 @@ INVALID = [
     (_set("cluster.accessEntries", [{"principalArn": "arn:aws:iam::123456789012:role/ci", "access": "owner"}]),
      "cluster.accessEntries[0].access: 'owner' is not one of admin, view"),
     (_set("cluster.accessEntries", []), "cluster.accessEntries: [] is not allowed"),
+    (_set("monitoring.runbookBaseUrl", "docs/runbook.md"), "monitoring.runbookBaseUrl: 'docs/runbook.md' is not an absolute https URL"),
+    (_delete("monitoring.runbookBaseUrl"), "monitoring.runbookBaseUrl: required: the absolute https URL"),
     (_set("cluster.permissionsBoundaryArn", "arn:aws:iam::aws:policy/AdministratorAccess"),
      "cluster.permissionsBoundaryArn: 'arn:aws:iam::aws:policy/AdministratorAccess' is not a customer-managed IAM policy ARN"),
     (_set("cluster.logRetentionDays", 10), "cluster.logRetentionDays: 10 is not one of 1, 3, 5, 7, 14"),

@@ -221,7 +221,7 @@ def test_prometheus_adapter_serves_what_the_hpa_asks_for(prod_run):
 
 
 def test_prometheus_retention_and_storage_from_config(dev_settings):
-    dev_settings["monitoring"] = {"retention": "30d", "storageGiB": 200}
+    dev_settings["monitoring"].update(retention="30d", storageGiB=200)
     spec = releases(run_settings(dev_settings))["kube-prometheus-stack"]["values"]["prometheus"]["prometheusSpec"]
     assert spec["retention"] == "30d"
     claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]

@@ -113,7 +113,8 @@ def test_every_alert_has_a_case_severity_summary_and_runbook(dev_run):
     assert {r["alert"] for r in rules} == set(CASES)
     for r in rules:
         assert r["labels"]["severity"] in ("warning", "critical")
-        assert r["annotations"]["summary"] and r["annotations"]["runbook_url"].startswith("docs/runbook.md#")
+        assert r["annotations"]["summary"] and r["annotations"]["runbook_url"].startswith(
+            "https://github.com/acme/llmserve/blob/main/docs/runbook.md#")
 
 
 @needs_promtool
@@ -172,3 +173,12 @@ def test_thresholds_come_from_config():
     assert exprs["TGIHighRequestLatency"].endswith("> 12.0")
     assert exprs["TGIQueueBacklog"].endswith("> 7")
     assert groups[0]["rules"][0]["annotations"]["runbook_url"] == "https://x/runbook.md#tgihighrequestlatency"
+
+
+def test_every_alert_links_to_a_section_of_the_runbook(dev_run):
+    """The anchor each page opens exists in docs/runbook.md (GitHub's anchors: the heading,
+    lowercased)."""
+    anchors = {line[3:].strip().lower() for line in (ROOT / "docs" / "runbook.md").read_text().splitlines()
+               if line.startswith("## ")}
+    for rule in (r for g in _rules(dev_run)["groups"] for r in g["rules"]):
+        assert rule["annotations"]["runbook_url"].rsplit("#", 1)[1] in anchors, rule["alert"]
