@@ -14,7 +14,7 @@ from components.config import AlertThresholds
 from components.offline import mockrun
 from components.serving import alerts, dashboards
 
-from ..conftest import TGI
+from ..conftest import ROOT, TGI
 
 TGI_METRICS = {m for kind in TGI["metrics"].values() for m in kind}
 HISTOGRAMS = set(TGI["metrics"]["histograms"])
