@@ -12,6 +12,13 @@ from __future__ import annotations
 from ..config import AlertThresholds
 
 PER_MODEL = "namespace, model"
+# XID codes of failing hardware (NVIDIA's XID catalog, https://docs.nvidia.com/deploy/xid-errors/):
+# 48 double-bit ECC, 63/64 row remapping, 74 NVLink, 79 fallen off the bus, 92 high single-bit
+# ECC rate, 94/95 contained/uncontained ECC, 119/120 GSP timeouts.
+HARDWARE_XIDS = (48, 63, 64, 74, 79, 92, 94, 95, 119, 120)
+_LAST_XID = "max by (Hostname, gpu) (DCGM_FI_DEV_XID_ERRORS)"
+NEW_XID = f"({_LAST_XID} > 0 and max by (Hostname, gpu) (changes(DCGM_FI_DEV_XID_ERRORS[15m])) > 0)"
+HARDWARE_XID_MATCH = " or ".join(f"{_LAST_XID} == {x}" for x in HARDWARE_XIDS)
 
 
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str,
@@ -64,10 +71,17 @@ def rule_groups(t: AlertThresholds, namespace: str, runbook_url: str) -> list[di
                "30m", "warning", "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} is saturated",
                f"The GPU has been over {t.gpu_utilization_percent}% busy for 30 minutes: add "
                "replicas or larger GPUs.", runbook_url),
+        # DCGM_FI_DEV_XID_ERRORS holds the last XID code and keeps it: alert when it changes
+        # (a new error), not while it stays, and page only for the codes that mean hardware.
+        _alert("GPUXidHardwareError",
+               f"{NEW_XID} and on (Hostname, gpu) ({HARDWARE_XID_MATCH})",
+               "0m", "critical", "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reports a new hardware XID error",
+               "The driver reported an XID that means a failing GPU (bus loss, uncorrectable ECC, "
+               "NVLink, GSP): drain the node; EKS node auto-repair replaces it.", runbook_url),
         _alert("GPUXidError",
-               "max by (Hostname, gpu) (DCGM_FI_DEV_XID_ERRORS) > 0",
-               "0m", "critical", "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reports an XID error",
-               "The driver reported an XID error: the GPU may need a reset or the node a "
-               "replacement (EKS node auto-repair acts on some).", runbook_url),
+               f"{NEW_XID} unless on (Hostname, gpu) ({HARDWARE_XID_MATCH})",
+               "0m", "warning", "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reports a new XID error",
+               "The driver reported an XID error that is usually the application's (e.g. 13, 31, "
+               "43): look at the pod's logs before the node.", runbook_url),
     ]
     return [{"name": "tgi", "rules": tgi}, {"name": "gpu", "rules": gpu}]

@@ -81,9 +81,16 @@ CASES = {  # alert: (firing series, quiet series, labels of the alert, eval time
     "GPUSaturated": ([{"series": 'DCGM_FI_DEV_GPU_UTIL{Hostname="ip-10-0-1-1", gpu="0"}', "values": "100x40"}],
                      [{"series": 'DCGM_FI_DEV_GPU_UTIL{Hostname="ip-10-0-1-1", gpu="0"}', "values": "60x40"}],
                      {"Hostname": "ip-10-0-1-1", "gpu": "0"}, "35m"),
-    "GPUXidError": ([{"series": 'DCGM_FI_DEV_XID_ERRORS{Hostname="ip-10-0-1-1", gpu="0"}', "values": "79x40"}],
-                    [{"series": 'DCGM_FI_DEV_XID_ERRORS{Hostname="ip-10-0-1-1", gpu="0"}', "values": "0x40"}],
-                    {"Hostname": "ip-10-0-1-1", "gpu": "0"}, "5m"),
+    # A new hardware XID pages; the same code still there an hour later does not.
+    "GPUXidHardwareError": ([{"series": 'DCGM_FI_DEV_XID_ERRORS{Hostname="ip-10-0-1-1", gpu="0"}', "values": "0x5 79x55"}],
+                            [{"series": 'DCGM_FI_DEV_XID_ERRORS{Hostname="ip-10-0-1-1", gpu="0"}', "values": "79x60"},
+                             {"series": 'DCGM_FI_DEV_XID_ERRORS{Hostname="ip-10-0-1-2", gpu="0"}', "values": "0x5 13x55"}],
+                            {"Hostname": "ip-10-0-1-1", "gpu": "0"}, "10m"),
+    # A new application XID (13) warns; a hardware one is the other alert's.
+    "GPUXidError": ([{"series": 'DCGM_FI_DEV_XID_ERRORS{Hostname="ip-10-0-1-1", gpu="0"}', "values": "0x5 13x55"}],
+                    [{"series": 'DCGM_FI_DEV_XID_ERRORS{Hostname="ip-10-0-1-1", gpu="0"}', "values": "0x5 79x55"},
+                     {"series": 'DCGM_FI_DEV_XID_ERRORS{Hostname="ip-10-0-1-2", gpu="0"}', "values": "0x60"}],
+                    {"Hostname": "ip-10-0-1-1", "gpu": "0"}, "10m"),
 }
 
 
@@ -105,7 +112,7 @@ def test_rules_pass_promtool_check(rules_file):
     _, path = rules_file
     result = _promtool("check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "7 rules found" in result.stdout
+    assert "8 rules found" in result.stdout
 
 
 def test_every_alert_has_a_case_severity_summary_and_runbook(dev_run):
