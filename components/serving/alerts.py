@@ -64,6 +64,25 @@ def rule_groups(t: AlertThresholds, namespace: str, runbook_url: str) -> list[di
                "15m", "critical", "{{ $labels.deployment }}: no replica is ready",
                "The deployment {{ $labels.deployment }} has had no ready replica for 15 minutes: "
                "its endpoint is down.", runbook_url),
+        # kube-state-metrics: a GPU pod that cannot be placed (no node the autoscaler can add,
+        # no capacity of the instance types), a download that gave up, a target not scraped.
+        _alert("GPUPodPending",
+               f'max by (namespace, pod) (kube_pod_status_phase{{namespace="{namespace}", phase="Pending"}}) > 0 '
+               f'and on (namespace, pod) max by (namespace, pod) '
+               f'(kube_pod_container_resource_requests{{namespace="{namespace}", resource="nvidia_com_gpu"}}) > 0',
+               "20m", "warning", "{{ $labels.pod }} waits for a GPU",
+               "The pod has asked for GPUs for 20 minutes and no node has them: the node group may "
+               "be at maxSize, or EC2 has no capacity of its instance types.", runbook_url),
+        _alert("ModelDownloadFailed",
+               f'kube_job_status_failed{{namespace="{namespace}", job_name=~".+-download-.+"}} > 0',
+               "0m", "critical", "{{ $labels.job_name }}: the model download failed",
+               "The Job that fills the model cache failed: its slot cannot start. Read the Job's "
+               "logs (the Hub, the token of a gated model, the cache volume).", runbook_url),
+        _alert("ServingTargetDown",
+               f'up{{namespace="{namespace}"}} == 0',
+               "10m", "warning", "{{ $labels.pod }}: Prometheus cannot scrape it",
+               "A serving pod's metrics have been unreachable for 10 minutes: its alerts and its "
+               "autoscaler are blind.", runbook_url),
     ]
     gpu = [
         _alert("GPUSaturated",

@@ -78,6 +78,18 @@ CASES = {  # alert: (firing series, quiet series, labels of the alert, eval time
                            [{"series": 'kube_deployment_status_replicas_available{namespace="llm", deployment="qwen-7b-blue"}', "values": "1x40"},
                             {"series": 'kube_deployment_spec_replicas{namespace="llm", deployment="qwen-7b-blue"}', "values": "1x40"}],
                            {"namespace": "llm", "deployment": "qwen-7b-blue"}, "20m"),
+    "GPUPodPending": ([{"series": 'kube_pod_status_phase{namespace="llm", pod="qwen-7b-blue-1", phase="Pending"}', "values": "1x40"},
+                       {"series": 'kube_pod_container_resource_requests{namespace="llm", pod="qwen-7b-blue-1", container="tgi", resource="nvidia_com_gpu"}', "values": "1x40"}],
+                      [{"series": 'kube_pod_status_phase{namespace="llm", pod="qwen-7b-blue-1", phase="Pending"}', "values": "0x40"},
+                       {"series": 'kube_pod_container_resource_requests{namespace="llm", pod="qwen-7b-blue-1", container="tgi", resource="nvidia_com_gpu"}', "values": "1x40"},
+                       {"series": 'kube_pod_status_phase{namespace="llm", pod="qwen-7b-download-1", phase="Pending"}', "values": "1x40"}],
+                      {"namespace": "llm", "pod": "qwen-7b-blue-1"}, "30m"),
+    "ModelDownloadFailed": ([{"series": 'kube_job_status_failed{namespace="llm", job_name="qwen-7b-download-0123456789"}', "values": "1x10"}],
+                            [{"series": 'kube_job_status_failed{namespace="llm", job_name="qwen-7b-download-0123456789"}', "values": "0x10"}],
+                            {"namespace": "llm", "job_name": "qwen-7b-download-0123456789"}, "5m"),
+    "ServingTargetDown": ([{"series": 'up{namespace="llm", pod="qwen-7b-blue-1", job="llm/qwen-7b"}', "values": "0x30"}],
+                          [{"series": 'up{namespace="llm", pod="qwen-7b-blue-1", job="llm/qwen-7b"}', "values": "1x30"}],
+                          {"namespace": "llm", "pod": "qwen-7b-blue-1", "job": "llm/qwen-7b"}, "20m"),
     "GPUSaturated": ([{"series": 'DCGM_FI_DEV_GPU_UTIL{Hostname="ip-10-0-1-1", gpu="0"}', "values": "100x40"}],
                      [{"series": 'DCGM_FI_DEV_GPU_UTIL{Hostname="ip-10-0-1-1", gpu="0"}', "values": "60x40"}],
                      {"Hostname": "ip-10-0-1-1", "gpu": "0"}, "35m"),
@@ -112,7 +124,7 @@ def test_rules_pass_promtool_check(rules_file):
     _, path = rules_file
     result = _promtool("check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 rules found" in result.stdout
+    assert "11 rules found" in result.stdout
 
 
 def test_every_alert_has_a_case_severity_summary_and_runbook(dev_run):
