@@ -5,7 +5,6 @@ from pathlib import Path
 import pulumi
 
 from components import config
-from components.engines.tgi import DEFAULT_IMAGE as TGI_IMAGE
 from components.engines.vocabulary import VOCABULARY
 from components.infra.addons import Addons, AddonsArgs
 from components.infra.cluster import Cluster, ClusterArgs
@@ -122,7 +121,7 @@ for model in cfg.models:
         block_evictions=model.evictions == "block",
         storage_class=cache.storage_class_name,
         lb_source_cidrs=lb_cidrs,
-        download_image=model.image or TGI_IMAGE,
+        download_image=model.image,
         hf_token_secret=serving.hf_token_secret,
         ingress=ingress,
         waf_acl_arn=serving.waf_acl_arn,

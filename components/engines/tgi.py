@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Optional
 
 from ..config import Slot
 from ..planning.catalog import GpuInstance
@@ -45,9 +45,9 @@ IMAGE_PULL_SECONDS = 600
 HUB_DOWNLOAD_MIBPS = 100  # a conservative rate from the Hub into EFS
 
 
-def image(slot: Slot) -> str:
-    """The slot's image: the one the config pins, else TGI's pinned release."""
-    return slot.image or DEFAULT_IMAGE
+def image(pinned: Optional[str]) -> str:
+    """The image a setting pins (a slot's, a model's), else TGI's pinned release."""
+    return pinned or DEFAULT_IMAGE
 
 
 def launcher_env(slot: Slot, plan: Plan, revision: str) -> dict[str, str]:

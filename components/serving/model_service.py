@@ -36,7 +36,8 @@ class ModelServiceArgs:
     replicas: Replicas
     storage_class: pulumi.Input[str]
     lb_source_cidrs: list[str]  # where the load balancer's traffic and health checks come from
-    download_image: str  # runs the download Jobs (huggingface_hub): the model's image, not a slot's
+    # The image the model's settings pin (not a slot's): it runs the download Jobs (huggingface_hub).
+    download_image: Optional[str] = None
     block_evictions: bool = False  # models[].evictions: block
     hf_token_secret: Optional[pulumi.Input[str]] = None
     ingress: Optional[IngressConfig] = None
@@ -79,7 +80,7 @@ class ModelService(pulumi.ComponentResource):
             # Slots that run the same commit share its download (one Job per commit).
             commit = (spec.slot.id, spec.revision)
             if commit not in jobs:
-                jobs[commit] = download_job(scope, spec, args.download_image, account, cache,
+                jobs[commit] = download_job(scope, spec, tgi.image(args.download_image), account, cache,
                                             download_policy, args.hf_token_secret)
             self.deployments[spec.slot.slot] = workload = deployment(
                 scope, spec, args.replicas, account, cache, jobs[commit], surge=args.block_evictions)

@@ -18,7 +18,7 @@ from .slots import SlotSpec
 
 def slot_labels(scope: Scope, spec: SlotSpec) -> dict[str, str]:
     return {**scope.labels, SLOT_LABEL: spec.slot.slot, "app.kubernetes.io/component": "server",
-            "app.kubernetes.io/version": tgi.image(spec.slot).rsplit(":", 1)[-1][:63]}
+            "app.kubernetes.io/version": tgi.image(spec.slot.image).rsplit(":", 1)[-1][:63]}
 
 
 def slot_selector(scope: Scope, slot: str) -> dict[str, str]:
@@ -64,7 +64,7 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
                 for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")],
             "containers": [hardened({
                 "name": "tgi",
-                "image": tgi.image(slot),
+                "image": tgi.image(slot.image),
                 "imagePullPolicy": "IfNotPresent",
                 "env": env,
                 "ports": [{"name": "http", "containerPort": tgi.HTTP_PORT, "protocol": "TCP"},

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import os
 import re
 from pathlib import Path
@@ -97,7 +98,6 @@ def _run(*args: str) -> tuple[int, str, str]:
 
 def _schedulable(out: Path) -> None:
     """Independently of the planner: what each node group can hold, from the rendered objects."""
-    import json
     aws = json.loads((out / "aws.json").read_text())
     groups = {r["inputs"]["labels"]["llmserve/node-group"]: r["inputs"] for r in aws
               if r["type"] == "aws:eks/nodeGroup:NodeGroup"}

@@ -7,7 +7,6 @@ import copy
 import pytest
 
 from components.config import ConfigError
-from components.engines.tgi import DEFAULT_IMAGE as TGI_IMAGE
 from components.offline import mockrun
 from components.planning.lock import LockEntry
 from components.planning.plans import plan_models
@@ -67,8 +66,7 @@ def test_blue_green_across_two_revisions_of_one_repo(dev_settings):
     def program():
         ModelService("svc", ModelServiceArgs(
             model=model.name, namespace="llm", slots=slot_specs(model, settings, plans, lock),
-            active="blue", replicas=model.replicas, storage_class="efs-model-cache", lb_source_cidrs=[],
-            download_image=TGI_IMAGE))
+            active="blue", replicas=model.replicas, storage_class="efs-model-cache", lb_source_cidrs=[]))
 
     run = mockrun.run_mocked(program, "test", {})
     revisions = {r.inputs["metadata"]["name"]: env(container(mockrun.reveal(r.inputs)))["REVISION"]

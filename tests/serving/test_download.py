@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-from components.engines.tgi import DEFAULT_IMAGE as TGI_IMAGE
 from components.offline import mockrun
 from components.planning.plans import plan_models
 from components.serving.labels import download_job_name
@@ -56,7 +55,7 @@ def test_hf_token_secret_and_gated_download(dev_settings):
     def program():
         ModelService("svc", ModelServiceArgs(
             model=model.name, namespace="llm", slots=slot_specs(model, settings, plans, lock),
-            active="blue", replicas=model.replicas, storage_class="efs-model-cache", download_image=TGI_IMAGE,
+            active="blue", replicas=model.replicas, storage_class="efs-model-cache",
             lb_source_cidrs=[], hf_token_secret="hf-token"))
 
     run = mockrun.run_mocked(program, "test", {})
