@@ -46,12 +46,15 @@ cluster = Cluster(name, ClusterArgs(
     system_nodes=cfg.system_node_group,
     deletion_protection=cfg.cluster.deletion_protection,
     tags=tags,
+    cost_tags=stack.cost_tags,
 ))
 
 for group in cfg.gpu_node_groups:
     NodeGroup(f"{name}-{group.name}", NodeGroupArgs(
         group=group.name,
         cluster_name=cluster.ready_name,
+        kubernetes_version=cfg.cluster.kubernetes_version,
+        release_version=group.release_version,
         node_role_arn=cluster.node_role_arn,
         subnet_ids=network.private_subnet_ids,
         instance_types=group.instance_types,
@@ -64,6 +67,7 @@ for group in cfg.gpu_node_groups:
         # What each node advertises: its GPUs, times the time-slicing replicas.
         gpus=min(CATALOG[t].gpus for t in group.instance_types) * (cfg.addons.gpu_time_slicing_replicas or 1),
         tags=tags,
+        cost_tags={**stack.cost_tags, **cfg.model_tag(group.name)},
     ))
 
 k8s = pulumi.ResourceOptions(providers=[cluster.provider])
@@ -80,13 +84,15 @@ cache = ModelCache(f"{name}-cache", ModelCacheArgs(
     permissions_boundary=cfg.cluster.permissions_boundary_arn,
     nodes=[cluster.system_nodes],
     tags=tags,
+    kubernetes_version=cfg.cluster.kubernetes_version,
 ), opts=k8s)
 
 monitoring = Monitoring(f"{name}-monitoring", MonitoringArgs(
     config=cfg.monitoring, storage_class=cluster.block_storage_class,
-    rule_groups=alerts.rule_groups(cfg.monitoring.alerts, NAMESPACE, cfg.monitoring.runbook_base_url),
+    rule_groups=alerts.rule_groups(cfg.monitoring.alerts, NAMESPACE, cfg.monitoring.runbook_base_url, cfg.monitoring.slo),
     dashboards={dashboards.DASHBOARD_FILE: dashboards.dashboard(NAMESPACE)},
     nodes=[cluster.system_nodes],
+    alerting_secrets=stack.alerting_secrets,
 ), opts=k8s)
 addons = Addons(f"{name}-addons", AddonsArgs(
     cluster_name=name, ready_cluster_name=cluster.ready_name, region=stack.region,
@@ -130,6 +136,7 @@ for model in cfg.models:
         prometheus_selector=SELECTED,
         monitoring=monitoring.stack,
         load_balancer_controller=addons.load_balancer_controller,
+        cost_tags=stack.cost_tags,
     ), opts=k8s)
 
 pulumi.export("clusterName", cluster.cluster.name)

@@ -55,6 +55,7 @@ def stack_runs() -> dict[str, mockrun.Run]:
     runs = {}
     for stack in STACKS:
         config, secret_keys = stack_file.read(ROOT / f"Pulumi.{stack}.yaml", PROJECT)
+        config, secret_keys, _ = mockrun.stand_in_secrets(config, secret_keys, PROJECT)
         runs[stack] = mockrun.run_program(stack, config, secret_keys)
     return runs
 

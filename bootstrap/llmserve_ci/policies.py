@@ -216,7 +216,8 @@ def deploy_services_policy(account: Account, prefix: str) -> str:
         allow("EfsAutomaticBackups", [
             "backup:CreateBackupVault", "backup:CreateBackupPlan", "backup:CreateBackupSelection",
             "backup:TagResource", "backup-storage:MountCapsule"]),
-        # The control plane's logs and the WAF's (WAF wants its log group named aws-waf-logs-*).
+        # The control plane's logs, the containers' (the CloudWatch add-on writes to
+        # /aws/containerinsights/<cluster>/...) and the WAF's (WAF wants aws-waf-logs-*).
         allow("PlatformLogGroups", [
             "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy",
             "logs:DeleteRetentionPolicy", "logs:TagResource", "logs:UntagResource",
@@ -224,7 +225,8 @@ def deploy_services_policy(account: Account, prefix: str) -> str:
             # The control-plane log group is encrypted with the cluster's key.
             "logs:AssociateKmsKey", "logs:DisassociateKmsKey"],
             [account.arn("logs", f"log-group:{group}{suffix}")
-             for group in (f"/aws/eks/{prefix}*", f"aws-waf-logs-{prefix}*") for suffix in ("", ":*")]),
+             for group in (f"/aws/eks/{prefix}*", f"/aws/containerinsights/{prefix}*",
+                           f"aws-waf-logs-{prefix}*") for suffix in ("", ":*")]),
         # WAF's logs are a vended log delivery: what setting one up to CloudWatch Logs takes
         # (docs.aws.amazon.com/AmazonCloudWatch/latest/logs/AWS-logs-infrastructure-CWL.html).
         allow("WafLogDelivery", ["logs:CreateLogDelivery", "logs:DeleteLogDelivery",
@@ -328,7 +330,8 @@ def boundary_policy() -> str:
     AmazonEC2ContainerRegistryPullOnly, AmazonEKS_CNI_Policy), the EBS and EFS CSI drivers'
     managed policies, the AWS Load Balancer Controller's published policy
     (components/infra/policies/aws-load-balancer-controller.json) and the Cluster Autoscaler's
-    (components/infra/addons.py). Not IAM administration, not the boundary's removal."""
+    (components/infra/addons.py), the CloudWatch add-on's (container logs). Not IAM
+    administration, not the boundary's removal."""
     return document(
         allow("WorkloadServices", [
             # Nodes, the VPC CNI, EBS volumes, the controllers' security groups and routes.
@@ -354,6 +357,12 @@ def boundary_policy() -> str:
             "waf-regional:AssociateWebACL", "waf-regional:DisassociateWebACL",
             "shield:GetSubscriptionState", "shield:DescribeProtection", "shield:CreateProtection",
             "shield:DeleteProtection"]),
+        # The CloudWatch add-on's agent and Fluent Bit (CloudWatchAgentServerPolicy): container
+        # logs into the platform's /aws/containerinsights/<cluster>/ log groups only.
+        allow("ContainerLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                                "logs:DescribeLogStreams", "logs:PutRetentionPolicy"],
+              [f"arn:aws:logs:*:*:log-group:/aws/containerinsights/*{suffix}" for suffix in ("", ":*")]),
+        allow("ContainerLogsDiscovery", ["logs:DescribeLogGroups", "cloudwatch:PutMetricData"]),
         allow("LoadBalancerServiceLinkedRole", ["iam:CreateServiceLinkedRole"], "*",
               {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}}),
         allow("PlatformKeys", ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt",

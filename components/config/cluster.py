@@ -13,6 +13,53 @@ from .fields import Cidrs, PolicyArn, PrincipalArn, Settings, SubnetId, dns_labe
 # EKS standard support (docs/eks.md): 1.34 leaves standard support on 2026-12-02,
 # so new clusters start on 1.35 or newer. Extended support costs six times as much per hour.
 KUBERNETES_VERSIONS = ("1.35", "1.36")
+# The EKS add-ons' versions per Kubernetes version: bumping kubernetesVersion moves them in the
+# same preview (docs/upgrade.md). None: no public source was found that names an EKS add-on
+# version (vX.Y.Z-eksbuild.N) compatible with that Kubernetes version; EKS then installs its
+# default for the cluster's version and keeps it (`aws eks describe-addon-versions --addon-name
+# <add-on> --kubernetes-version <k8s>`, the version marked defaultVersion, is the one to pin).
+# Sources, per add-on:
+# - kube-proxy: https://docs.aws.amazon.com/eks/latest/userguide/managing-kube-proxy.html
+#   ("kube-proxy versions"; read in its ja_jp copy, managing-kube-proxy.md);
+# - coredns: v1.14.3-eksbuild.3 for both 1.35 and 1.36, the "CoreDNS versions" table of
+#   https://docs.aws.amazon.com/ja_jp/eks/latest/userguide/managing-coredns.md (the newest copy
+#   found that lists 1.36; the zh_cn and en_us copies on docs.amazonaws.cn stop at 1.35);
+# - aws-ebs-csi-driver (1.36): v1.66.0-eksbuild.1, "the version AWS currently marks
+#   defaultVersion for Kubernetes 1.36" (DescribeAddonVersions), mitodl/ol-infrastructure pull
+#   request #5959 (https://github.com/mitodl/ol-infrastructure/pull/5959, 2026-09-21);
+#   1.35: no source names a version for it;
+# - aws-efs-csi-driver (1.36): v3.4.2-eksbuild.1, "the newest AWS offers for 1.36", the same
+#   pull request; 1.35: no source names a version for it;
+# - amazon-cloudwatch-observability: v6.2.0-eksbuild.1, the AddonVersion of AWS's template in
+#   "Deploy OTel Container Insights with CloudFormation" (https://docs.amazonaws.cn/en_us/
+#   AmazonCloudWatch/latest/monitoring/container-insights-eks-otel-cfn.md: EKS on Kubernetes
+#   1.28 or later), the first version with the containerInsights/applicationSignals switches
+#   (install-CloudWatch-Observability-EKS-addon.html; the values of
+#   aws-observability/helm-charts@amazon-cloudwatch-observability-6.2.0, which the add-on shares).
+# Unpinned:
+# - vpc-cni: the managing-vpc-cni tables found (docs.aws.amazon.com, its translations, and
+#   awsdocs/amazon-eks-user-guide latest/ug/networking/managing-vpc-cni.adoc) stop at 1.33;
+# - eks-pod-identity-agent: AWS documents no version per Kubernetes version (its user guide pages
+#   point to describe-addon-versions), and no quoted output for 1.35/1.36 was found;
+# - eks-node-monitoring-agent: v1.7.0-eksbuild.1 is only the image tag of
+#   aws/eks-node-monitoring-agent@v1.7.0 charts/eks-node-monitoring-agent/values.yaml
+#   (nodeAgent.image.tag), not a documented add-on version, and no source found names an add-on
+#   version for 1.35/1.36. Unpinned, EKS's default must accept components/infra/cluster.py
+#   NODE_HEALTH_CONFIGURATION (dcgmAgent is already in charts/configuration.schema.json at
+#   v1.6.1): pin it once describe-addon-versions names a version for the cluster's Kubernetes.
+_UNPINNED = {"vpc-cni": None, "eks-pod-identity-agent": None, "eks-node-monitoring-agent": None}
+ADDON_VERSIONS: dict[str, dict[str, Optional[str]]] = {
+    "1.35": {**_UNPINNED, "kube-proxy": "v1.35.3-eksbuild.13",
+             "coredns": "v1.14.3-eksbuild.3",
+             "aws-ebs-csi-driver": None,
+             "aws-efs-csi-driver": None,
+             "amazon-cloudwatch-observability": "v6.2.0-eksbuild.1"},
+    "1.36": {**_UNPINNED, "kube-proxy": "v1.36.0-eksbuild.14",
+             "coredns": "v1.14.3-eksbuild.3",
+             "aws-ebs-csi-driver": "v1.66.0-eksbuild.1",
+             "aws-efs-csi-driver": "v3.4.2-eksbuild.1",
+             "amazon-cloudwatch-observability": "v6.2.0-eksbuild.1"},
+}
 # The AWS names the cluster's name ends up in. Pulumi names AWS resources `<logical name>-<7
 # random characters>` (auto-naming, 8 more characters); the logical names come from
 # components/infra. The longest from the cluster name alone: the autoscaler's Pod Identity role,

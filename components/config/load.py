@@ -8,14 +8,18 @@ import re
 from typing import Any, Optional
 
 import pulumi
+from pulumi.runtime import config as rc
 from pydantic import ValidationError
 
 from .errors import ConfigError, error_lines
 from .fields import Vocabulary
+from .monitoring import ALERTING_SECRETS, HEARTBEAT_SECRET, RECEIVER_SECRETS
 from .stack import Stack, StackConfig, name_limits
+from .stack_file import SECURE_PLACEHOLDER
 
 PROJECT = "llmserve"
-SECRET_KEYS = ("hfToken", "apiKey")
+SECRET_KEYS = ("hfToken", "apiKey", *ALERTING_SECRETS)
+SECRET_URLS = (RECEIVER_SECRETS["slack"], HEARTBEAT_SECRET)  # the URL is the credential
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")  # us-east-1, us-gov-west-1, ap-southeast-5
 MIN_API_KEY = 16  # characters: a key clients send; the generated one has 48
 
@@ -64,6 +68,7 @@ def load(vocabulary: Vocabulary) -> Stack:
     raw = project_keys()
     errors = []
     secrets = frozenset(str(raw[k]) for k in SECRET_KEYS if raw.get(k))  # kept out of messages
+    given = {k for k in SECRET_KEYS if raw.get(k) is not None}
     for key in SECRET_KEYS:
         value = raw.pop(key, None)
         if value is not None and (isinstance(_decode(value), (dict, list)) or not str(value).strip()):
@@ -72,7 +77,20 @@ def load(vocabulary: Vocabulary) -> Stack:
         elif key == "apiKey" and value is not None and len(str(value)) < MIN_API_KEY:
             errors.append(f"apiKey: at least {MIN_API_KEY} characters (e.g. `pulumi config set "
                           "--secret apiKey \"$(openssl rand -hex 32)\"`), or unset for a generated one")
+        elif key in ALERTING_SECRETS and value is not None and not rc.is_config_secret(f"{PROJECT}:{key}"):
+            # Whoever holds a routing key or webhook URL can page or post as the platform. The
+            # engine names the --secret keys to the program (set_all_config in pulumi/pulumi
+            # sdk/python/cmd/pulumi-language-python-exec).
+            errors.append(f"{key}: stored in plain text in the stack file: set it with `pulumi config "
+                          f"set --secret {key} ...`, and rotate it (the old value is in your history)")
+        elif (key in SECRET_URLS and value not in (None, SECURE_PLACEHOLDER)
+              and not str(value).startswith("https://")):
+            errors.append(f"{key}: must be an https:// URL (set it with `pulumi config set --secret {key}`)")
     region = pulumi.Config("aws").get("region")
+    default_tags = pulumi.Config("aws").get_object("defaultTags") or {}
+    default_tags = (default_tags.get("tags") if isinstance(default_tags, dict) else default_tags) or {}
+    if not (isinstance(default_tags, dict) and all(isinstance(v, str) for v in default_tags.values())):
+        errors.append("aws:defaultTags: tags must map tag keys to strings")
     if not region:
         errors.append("aws:region: required (e.g. `pulumi config set aws:region us-east-1`)")
     elif not REGION.match(region):
@@ -80,11 +98,17 @@ def load(vocabulary: Vocabulary) -> Stack:
     try:
         settings = validate_settings({k: _decode(v) for k, v in raw.items()}, vocabulary)
         errors += name_limits(settings, pulumi.get_project(), pulumi.get_stack())
+        alerting = settings.monitoring.alerting
+        errors += [f"{key}: required: {why} (`pulumi config set --secret {key} ...`)"
+                   for key, why in (alerting.secrets() if alerting else {}).items() if key not in given]
     except ConfigError as exc:
         errors += exc.errors
     if errors:
         raise ConfigError(errors, secrets)
+    for warning in settings.warnings:
+        pulumi.log.warn(warning)
     config = pulumi.Config(PROJECT)
     return Stack(project=pulumi.get_project(), stack=pulumi.get_stack(), region=region,
                  settings=settings, hf_token=config.get_secret("hfToken"),
-                 api_key=config.get_secret("apiKey"))
+                 api_key=config.get_secret("apiKey"), default_tags=default_tags,
+                 alerting_secrets={k: config.get_secret(k) for k in settings.monitoring.alerting.secrets()})

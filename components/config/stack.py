@@ -15,7 +15,7 @@ from .fields import Settings, dns_label
 from .ingress import IngressConfig
 from .models import ModelConfig
 from .monitoring import MonitoringConfig
-from .node_groups import GpuNodeGroupConfig, SystemNodeGroupConfig
+from .node_groups import GpuNodeGroupConfig, SystemNodeGroupConfig, release_kubernetes_version
 from .storage import StorageConfig
 
 
@@ -33,9 +33,36 @@ class StackConfig(Settings):
     def bottlerocket(self) -> bool:
         return self.gpu_node_groups[0].ami_type.startswith("BOTTLEROCKET")
 
+    def _node_groups(self) -> list[tuple[str, SystemNodeGroupConfig | GpuNodeGroupConfig]]:
+        return [("systemNodeGroup", self.system_node_group),
+                *((f"gpuNodeGroups[{i}]", g) for i, g in enumerate(self.gpu_node_groups))]
+
+    @property
+    def warnings(self) -> list[str]:
+        """What is allowed but worth saying on every run (the program logs them)."""
+        return [f"{where}.releaseVersion: unset: its nodes stay on the AMI they were created with "
+                "(no security fixes) until kubernetesVersion changes; pin a release version to "
+                "roll them when you choose (docs/upgrade.md)"
+                for where, group in self._node_groups() if group.release_version is None]
+
+    def model_tag(self, group: str) -> dict[str, str]:
+        """The `model` cost tag of a GPU group's instances and volumes: the models whose slots
+        run there, sorted, joined by `+` (EC2 tag values allow letters, digits, spaces and
+        `+ - = . _ : / @`, https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/Using_Tags.html
+        #tag-restrictions)."""
+        names = sorted({m.name for m in self.models for s in m.resolved_slots() if s.node_group == group})
+        return {"model": "+".join(names)} if names else {}
+
     @model_validator(mode="after")
     def _references(self) -> "StackConfig":
         errors = _duplicates("gpuNodeGroups", [g.name for g in self.gpu_node_groups])
+        version = self.cluster.kubernetes_version
+        for where, group in self._node_groups():
+            built_for = group.release_version and release_kubernetes_version(group.release_version)
+            if built_for and built_for != version:
+                errors.append(f"{where}.releaseVersion: {group.release_version!r} is an AMI for "
+                              f"Kubernetes {built_for}, but cluster.kubernetesVersion is {version}: "
+                              f"use a {version}.<patch>-<date> release (docs/upgrade.md)")
         # The GPU operator is configured for the whole cluster (docs/eks.md: device plugin off
         # on Bottlerocket, which ships its own).
         for i, g in enumerate(self.gpu_node_groups):
@@ -57,6 +84,10 @@ class StackConfig(Settings):
             errors.append("monitoring.runbookBaseUrl: required: the absolute https URL of your "
                           "copy of docs/runbook.md, where every alert links (e.g. https://github.com/"
                           "acme/llmserve/blob/main/docs/runbook.md)")
+        if self.monitoring.alerting is None:
+            errors.append("monitoring.alerting: required: where Alertmanager sends each severity, "
+                          "e.g. {critical: pagerduty, warning: slack, heartbeat: true}, or "
+                          "{critical: none, warning: none, heartbeat: false} to page nobody")
         vpc = self.cluster.vpc
         if self.ingress and self.ingress.scheme == "internet-facing" and vpc.id and not vpc.public_subnet_ids:
             errors.append("ingress.scheme: an internet-facing load balancer needs public subnets: "
@@ -107,10 +138,20 @@ class Stack(BaseModel):
     settings: StackConfig
     hf_token: Optional[pulumi.Output] = None
     api_key: Optional[pulumi.Output] = None
+    default_tags: dict[str, str] = {}  # aws:defaultTags.tags
+    alerting_secrets: dict[str, pulumi.Output] = {}  # by stack setting (config/monitoring.py)
 
     @property
     def cluster_name(self) -> str:
         return cluster_name(self.settings, self.project, self.stack)
+
+    @property
+    def cost_tags(self) -> dict[str, str]:
+        """The tags AWS bills by, for what the provider's default tags do not reach: launch
+        template tag specifications (instances, volumes), CSI-made volumes and controller-made
+        load balancers. The stack's aws:defaultTags, with project and environment defaulting to
+        the Pulumi project and stack."""
+        return {"project": self.project, "environment": self.stack, **self.default_tags}
 
 
 def cluster_name(settings: StackConfig, project: str, stack: str) -> str:

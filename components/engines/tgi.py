@@ -3,6 +3,13 @@ plan (environment, probes, resources, timeouts). Pure functions, no Pulumi.
 
 Facts: docs/tgi.md and huggingface/text-generation-inference v3.3.7
 (launcher/src/main.rs defaults: PORT, PROMETHEUS_PORT 9000, GRACEFUL_TERMINATION_TIMEOUT 90).
+
+Shutdown, from the plan's generation cap (planner.py): on SIGTERM the launcher signals the router,
+which stops accepting and finishes what is in flight, and kills it after
+GRACEFUL_TERMINATION_TIMEOUT seconds (`terminate`, Duration::from_secs), then stops the shards the
+same way. Drain = the cap, so the longest request still finishes; the pod's grace period (which
+counts the preStop too) = preStop + drain + a margin for the shards to exit; the ALB keeps a
+deregistering target for preStop + drain (exposure.py).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import Iterable, Optional
 
 from ..config import Slot
 from ..planning.catalog import GpuInstance
-from ..planning.planner import MIB, Plan
+from ..planning.planner import MIB, PRESTOP_SECONDS, Plan
 
 # TGI's newest release (docs/tgi.md: git tags go to v3.3.7; the image is published under
 # the same tag on ghcr.io).
@@ -30,11 +37,9 @@ PUBLIC_ROUTES = (("/generate", "Exact"), ("/generate_stream", "Exact"), ("/invoc
 METRICS_PORT = 9000  # PROMETHEUS_PORT default (since v3.3.0)
 CACHE_PATH = "/data"  # HF_HOME of the image; the model cache volume is mounted here
 HUB_CACHE = f"{CACHE_PATH}/hub"
-GRACEFUL_TERMINATION_SECONDS = 90  # GRACEFUL_TERMINATION_TIMEOUT default
 # After the endpoint is removed, the load balancer takes a few seconds to stop sending new
-# requests; the pod keeps serving meanwhile, then TGI drains in-flight requests.
-PRESTOP_SECONDS = 15
-TERMINATION_GRACE_SECONDS = PRESTOP_SECONDS + GRACEFUL_TERMINATION_SECONDS + 15
+# requests; the pod keeps serving meanwhile (PRESTOP_SECONDS, planner.py), then TGI drains.
+SHUTDOWN_MARGIN_SECONDS = 15
 MIN_STARTUP_SECONDS = 300
 PROBE_PERIOD_SECONDS = 10
 
@@ -65,12 +70,27 @@ def launcher_env(slot: Slot, plan: Plan, revision: str) -> dict[str, str]:
         "PORT": str(HTTP_PORT),
         "USAGE_STATS": "off",
         "JSON_OUTPUT": "true",
+        "GRACEFUL_TERMINATION_TIMEOUT": str(drain_seconds(plan)),
     }
     if plan.quantize:
         env["QUANTIZE"] = plan.quantize
     if slot.dtype:
         env["DTYPE"] = slot.dtype
     return env
+
+
+def drain_seconds(plan: Plan) -> int:
+    """How long TGI waits for in-flight requests on shutdown: the plan's generation cap."""
+    return plan.generation_seconds
+
+
+def termination_grace_seconds(plan: Plan) -> int:
+    return PRESTOP_SECONDS + drain_seconds(plan) + SHUTDOWN_MARGIN_SECONDS
+
+
+def deregistration_delay_seconds(plan: Plan) -> int:
+    """How long the ALB keeps a deregistering pod's connections: until TGI has drained."""
+    return PRESTOP_SECONDS + drain_seconds(plan)
 
 
 def startup_seconds(plan: Plan) -> int:
@@ -126,8 +146,13 @@ def job_timeout_seconds(weights_bytes: int) -> int:
 
 
 def deployment_timeout_seconds(plan: Plan) -> int:
-    """How long `pulumi up` waits for a Deployment: a GPU node, the image, the startup budget."""
+    """How long `pulumi up` waits for a new Deployment: a GPU node, the image, the startup budget."""
     return NODE_START_SECONDS + IMAGE_PULL_SECONDS + startup_seconds(plan)
+
+
+def deployment_update_timeout_seconds(plan: Plan) -> int:
+    """A rollout also waits for an old pod to drain: its GPUs are free only once it is gone."""
+    return deployment_timeout_seconds(plan) + termination_grace_seconds(plan)
 
 
 def cache_request_gib(weights_bytes: int) -> int:

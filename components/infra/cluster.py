@@ -1,11 +1,12 @@
-"""Cluster: EKS with a private endpoint, KMS-encrypted secrets, control-plane logs, managed add-ons,
-IAM roles, the system node group, a kubeconfig that uses `aws eks get-token`, and the explicit
-Kubernetes provider every Kubernetes resource of the stack is created with."""
+"""Cluster: EKS with a private endpoint, KMS-encrypted secrets, control-plane logs, managed add-ons
+at pinned versions (node health, container logs), IAM roles, the system node group, a kubeconfig
+that uses `aws eks get-token`, and the explicit Kubernetes provider every Kubernetes resource of
+the stack is created with."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
@@ -14,8 +15,9 @@ import pulumi_kubernetes as k8s
 from pulumi_aws import cloudwatch, eks, iam, kms
 
 from ..config import AccessEntry, SystemNodeGroupConfig
+from ..config.cluster import ADDON_VERSIONS
 from .iam import MANAGED, after, cluster_key_policy, trust_policy
-from .node_group import NodeGroup, NodeGroupArgs
+from .node_group import GPU_TOLERATION, NodeGroup, NodeGroupArgs
 from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
 
 # Control-plane log types worth their cost (docs/eks.md, "Security defaults").
@@ -29,6 +31,30 @@ EBS_CSI_SERVICE_ACCOUNT = "ebs-csi-controller-sa"
 CNI_SERVICE_ACCOUNT = "aws-node"  # the VPC CNI's DaemonSet
 EBS_CSI_POLICY = f"{MANAGED}/service-role/AmazonEBSCSIDriverPolicy"
 BLOCK_STORAGE_CLASS = "gp3"
+# Container logs (amazon-cloudwatch-observability: Fluent Bit and the CloudWatch agent): its
+# service account and policy (https://docs.aws.amazon.com/eks/latest/userguide/
+# amazon-cloudwatch-observability.html), and the log groups its Fluent Bit writes
+# (aws-observability/helm-charts@amazon-cloudwatch-observability-6.2.0, values.yaml
+# `log_group_name`). On AL2023 nodes only `application` fills by default; `dataplane` and `host`
+# read logs AL2023 keeps in journald (https://docs.aws.amazon.com/AmazonCloudWatch/latest/
+# monitoring/Container-Insights-setup-EKS-addon.html).
+LOGS_NAMESPACE, LOGS_SERVICE_ACCOUNT = "amazon-cloudwatch", "cloudwatch-agent"
+LOGS_POLICY = f"{MANAGED}/CloudWatchAgentServerPolicy"
+CONTAINER_LOG_GROUPS = ("application", "dataplane", "host")
+# Logs only: Container Insights and Application Signals metrics are billed per observation or
+# request, and Prometheus with the GPU operator's DCGM exporter already has the metrics; the
+# add-on's own DCGM exporter would be a second one on every GPU node. Fluent Bit tolerates every
+# taint (the chart's root `tolerations`), said here so GPU pods' logs keep shipping.
+LOGS_CONFIGURATION = {"containerLogs": {"enabled": True}, "tolerations": [{"operator": "Exists"}],
+                      "containerInsights": {"enabled": False}, "applicationSignals": {"enabled": False},
+                      "dcgmExporter": {"enabled": False}, "neuronMonitor": {"enabled": False}}
+# Node health (eks-node-monitoring-agent): node conditions such as AcceleratedHardwareReady (GPU
+# XID errors, DCGM checks) that node auto repair acts on
+# (https://docs.aws.amazon.com/eks/latest/userguide/node-health.html). Its node agent tolerates
+# every taint; its DCGM host engine (dcgm-server) tolerates none by default, so it is told to
+# tolerate the GPU taint (aws/eks-node-monitoring-agent@v1.7.0, charts/configuration.schema.json
+# and values.yaml). No IAM role: it only reads node logs and writes node conditions.
+NODE_HEALTH_CONFIGURATION = {"dcgmAgent": {"tolerations": [GPU_TOLERATION]}}
 
 
 def kubeconfig(cluster_name: pulumi.Input[str], endpoint: pulumi.Input[str],
@@ -67,6 +93,8 @@ class ClusterArgs:
     deletion_protection: bool = False
     permissions_boundary_arn: Optional[str] = None  # on every IAM role
     tags: Optional[dict[str, str]] = None
+    # Stack.cost_tags: on the system nodes' instances and volumes and on the gp3 volumes.
+    cost_tags: dict[str, str] = field(default_factory=dict)
 
 
 class Cluster(pulumi.ComponentResource):
@@ -86,6 +114,7 @@ class Cluster(pulumi.ComponentResource):
         super().__init__("llmserve:infra:Cluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = args.tags or {}
+        versions = ADDON_VERSIONS[args.kubernetes_version]
 
         boundary = args.permissions_boundary_arn
         role = iam.Role(f"{name}-cluster-role", assume_role_policy=trust_policy("eks.amazonaws.com"),
@@ -177,6 +206,7 @@ class Cluster(pulumi.ComponentResource):
         # Networking and credentials come before nodes; CoreDNS needs nodes to run on.
         addons = [
             eks.Addon(f"{name}-{addon}", cluster_name=cluster_name, addon_name=addon,
+                      addon_version=versions[addon],
                       configuration_values=values, pod_identity_associations=identities,
                       resolve_conflicts_on_create="OVERWRITE",
                       resolve_conflicts_on_update="OVERWRITE", tags=tags, opts=child)
@@ -204,15 +234,16 @@ class Cluster(pulumi.ComponentResource):
         system = args.system_nodes
         self.system_nodes = NodeGroup(f"{name}-system", NodeGroupArgs(
             group="system", cluster_name=self.ready_name, node_role_arn=self.node_role_arn,
+            kubernetes_version=args.kubernetes_version, release_version=system.release_version,
             subnet_ids=args.private_subnet_ids, instance_types=system.instance_types,
             ami_type="AL2023_x86_64_STANDARD", capacity_type="ON_DEMAND",
             min_size=system.min_size, max_size=system.max_size,
             desired_size=system.desired_size, disk_size_gib=system.disk_size_gi_b,
-            gpus=0, tags=tags,
+            gpus=0, tags=tags, cost_tags=args.cost_tags,
         ), opts=pulumi.ResourceOptions(parent=self))
         on_nodes = pulumi.ResourceOptions(parent=self, depends_on=[self.system_nodes])
         eks.Addon(f"{name}-coredns", cluster_name=cluster_name, addon_name="coredns",
-                  resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+                  addon_version=versions["coredns"], resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
                   tags=tags, opts=on_nodes)
         # Block storage for Prometheus and Alertmanager (EKS has no default StorageClass).
         ebs_role = PodIdentityRole(f"{name}-ebs-csi", PodIdentityRoleArgs(
@@ -220,10 +251,17 @@ class Cluster(pulumi.ComponentResource):
             managed_policy_arns=[EBS_CSI_POLICY], associate=False, permissions_boundary=boundary,
             tags=tags), opts=child)
         ebs = eks.Addon(f"{name}-ebs-csi", cluster_name=cluster_name, addon_name="aws-ebs-csi-driver",
+                        addon_version=versions["aws-ebs-csi-driver"],
                         pod_identity_associations=[eks.AddonPodIdentityAssociationArgs(
                             service_account=EBS_CSI_SERVICE_ACCOUNT, role_arn=ebs_role.role_arn)],
                         resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
                         tags=tags, opts=on_nodes)
+        eks.Addon(f"{name}-node-health", cluster_name=cluster_name, addon_name="eks-node-monitoring-agent",
+                  addon_version=versions["eks-node-monitoring-agent"],
+                  configuration_values=json.dumps(NODE_HEALTH_CONFIGURATION),
+                  resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+                  tags=tags, opts=on_nodes)
+        self._container_logs(name, args, cluster_name, key, on_nodes)
 
         # Kubernetes is reached only once the access entries are granted (the deployer's too),
         # and they take a while to apply: the provider, which gives up on a cluster it cannot
@@ -235,7 +273,11 @@ class Cluster(pulumi.ComponentResource):
         gp3 = k8s.storage.v1.StorageClass(f"{name}-gp3", metadata={
             "name": BLOCK_STORAGE_CLASS,
             "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-        }, provisioner="ebs.csi.aws.com", parameters={"type": "gp3", "encrypted": "true"},
+        }, provisioner="ebs.csi.aws.com", parameters={
+            "type": "gp3", "encrypted": "true",
+            # The driver tags each volume with every `tagSpecification_<n>: key=value`
+            # (kubernetes-sigs/aws-ebs-csi-driver v1.64.0 docs/tagging.md).
+            **{f"tagSpecification_{i}": f"{k}={v}" for i, (k, v) in enumerate(sorted(args.cost_tags.items()), 1)}},
             volume_binding_mode="WaitForFirstConsumer", allow_volume_expansion=True,
             reclaim_policy="Delete",
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=[ebs]))
@@ -245,3 +287,26 @@ class Cluster(pulumi.ComponentResource):
             "kubeconfig": self.kubeconfig,
             "nodeSecurityGroupId": self.node_security_group_id,
         })
+
+    def _container_logs(self, name: str, args: ClusterArgs, cluster_name: pulumi.Output[str],
+                        key: kms.Key, opts: pulumi.ResourceOptions) -> None:
+        """Container logs that outlive their node, in log groups created first with the stack's
+        retention and the cluster's key (else Fluent Bit creates them, kept forever)."""
+        tags = args.tags or {}
+        groups = [cloudwatch.LogGroup(
+            f"{name}-logs-{group}", name=f"/aws/containerinsights/{args.cluster_name}/{group}",
+            retention_in_days=args.log_retention_days, kms_key_id=key.arn, tags=tags,
+            opts=pulumi.ResourceOptions(parent=self)) for group in CONTAINER_LOG_GROUPS]
+        role = PodIdentityRole(f"{name}-cloudwatch", PodIdentityRoleArgs(
+            cluster_name=cluster_name, namespace=LOGS_NAMESPACE, service_account=LOGS_SERVICE_ACCOUNT,
+            managed_policy_arns=[LOGS_POLICY], associate=False,
+            permissions_boundary=args.permissions_boundary_arn, tags=tags),
+            opts=pulumi.ResourceOptions(parent=self))
+        eks.Addon(f"{name}-container-logs", cluster_name=cluster_name,
+                  addon_name="amazon-cloudwatch-observability",
+                  addon_version=ADDON_VERSIONS[args.kubernetes_version]["amazon-cloudwatch-observability"],
+                  configuration_values=json.dumps(LOGS_CONFIGURATION),
+                  pod_identity_associations=[eks.AddonPodIdentityAssociationArgs(
+                      service_account=LOGS_SERVICE_ACCOUNT, role_arn=role.role_arn)],
+                  resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+                  tags=tags, opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=groups)))

@@ -11,6 +11,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_aws import ec2, efs, eks, vpc
 
+from ..config.cluster import ADDON_VERSIONS
 from .iam import MANAGED
 from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
 
@@ -67,6 +68,9 @@ class ModelCacheArgs:
     private_subnet_ids: list[pulumi.Input[str]]  # one per AZ, same order
     node_security_group_id: pulumi.Input[str]
     throughput_mode: str
+    # The cluster's Kubernetes version: the CSI driver add-on's version comes from ADDON_VERSIONS
+    # (components/config/cluster.py), like the cluster's other add-ons.
+    kubernetes_version: str
     provisioned_throughput_mibps: Optional[int] = None
     backup: bool = False
     protect: bool = False
@@ -116,6 +120,7 @@ class ModelCache(pulumi.ComponentResource):
             associate=False, permissions_boundary=args.permissions_boundary, tags=tags), opts=child)
         addon = eks.Addon(
             f"{name}-csi", cluster_name=args.cluster_name, addon_name="aws-efs-csi-driver",
+            addon_version=ADDON_VERSIONS[args.kubernetes_version]["aws-efs-csi-driver"],
             pod_identity_associations=[eks.AddonPodIdentityAssociationArgs(
                 service_account=CSI_SERVICE_ACCOUNT, role_arn=role.role_arn)],
             resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",

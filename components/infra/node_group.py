@@ -1,4 +1,5 @@
-"""NodeGroup: an EKS managed node group with a launch template (IMDSv2, encrypted root volume)."""
+"""NodeGroup: an EKS managed node group with a launch template (IMDSv2, encrypted root volume),
+pinned to the cluster's Kubernetes version and an AMI release version (docs/upgrade.md)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def root_device(ami_type: str) -> str:
 class NodeGroupArgs:
     group: str  # the name workloads select the nodes by: label llmserve/node-group=<group>
     cluster_name: pulumi.Input[str]
+    kubernetes_version: str
     node_role_arn: pulumi.Input[str]
     subnet_ids: list[pulumi.Input[str]]
     instance_types: list[str]
@@ -42,7 +44,12 @@ class NodeGroupArgs:
     disk_size_gib: int
     gpus: int  # GPUs per node (0: a CPU group)
     labels: dict[str, str] = field(default_factory=dict)
+    # None: EKS picks the latest AMI at creation (and on a version change) and keeps it.
+    release_version: Optional[str] = None
     tags: Optional[dict[str, str]] = None
+    # On the instances and their volumes, which the provider's default tags do not reach
+    # (Stack.cost_tags, plus the GPU group's `model`).
+    cost_tags: dict[str, str] = field(default_factory=dict)
 
 
 class NodeGroup(pulumi.ComponentResource):
@@ -64,8 +71,8 @@ class NodeGroup(pulumi.ComponentResource):
                     volume_size=args.disk_size_gib, volume_type="gp3", encrypted="true",
                     delete_on_termination="true"),
             )],
-            tag_specifications=[ec2.LaunchTemplateTagSpecificationArgs(resource_type=t, tags=tags)
-                                for t in ("instance", "volume")],
+            tag_specifications=[ec2.LaunchTemplateTagSpecificationArgs(
+                resource_type=t, tags={**args.cost_tags, **tags}) for t in ("instance", "volume")],
             update_default_version=True,
             tags=tags,
             opts=child,
@@ -76,6 +83,10 @@ class NodeGroup(pulumi.ComponentResource):
             node_role_arn=args.node_role_arn,
             subnet_ids=args.subnet_ids,
             ami_type=args.ami_type,
+            # Both pinned: a change to either is an in-place rolling update (UpdateNodegroupVersion)
+            # that a preview shows; nothing moves without one.
+            version=args.kubernetes_version,
+            release_version=args.release_version,
             instance_types=args.instance_types,
             capacity_type=args.capacity_type,
             scaling_config=eks.NodeGroupScalingConfigArgs(

@@ -14,7 +14,7 @@ from ..engines.vocabulary import VOCABULARY
 from ..planning import hub, planner
 from ..planning import lock as lockfile
 from ..planning.catalog import CATALOG
-from ..planning.plans import capacity, plan_models
+from ..planning.plans import capacity, drain_limits, plan_models
 from . import mockrun, redact
 from . import render as render_files
 
@@ -42,10 +42,14 @@ def _read(stack: str, config_file: str | None) -> tuple[dict[str, str], list[str
 
 def render(args: argparse.Namespace) -> int:
     values, secret_keys = _read(args.stack, args.config_file)
+    values, secret_keys, stood_in = mockrun.stand_in_secrets(values, secret_keys, mockrun.project_name())
     run = mockrun.run_program(args.stack, values, secret_keys)
     counts = render_files.write(run, Path(args.out))
     width = max(map(len, counts), default=0)
     print(f"rendered stack {args.stack} to {args.out}: {sum(counts.values())} resources")
+    if stood_in:
+        print(f"  (secrets not in the stack file, rendered as placeholders; `pulumi up` needs those "
+              f"its receivers use: {', '.join(stood_in)})")
     for typ, n in sorted(counts.items()):
         print(f"  {typ:<{width}}  {n}")
     return 0
@@ -62,14 +66,14 @@ def _lock_path(path: str | None) -> Path:
 
 COLUMNS = (("model", 0), ("instance", 13), ("shards", 6), ("fits", 4), ("weights GiB", 11),
            ("KV tokens", 9), ("max input", 9), ("max total", 9), ("prefill", 7), ("$/h", 8),
-           ("cold s", 6))
+           ("cold s", 6), ("ms/token", 8), ("gen cap s", 9))
 
 
 def _row(name: str, p: planner.Plan, width: int) -> str:
     cells = (name, p.instance_type, p.num_shard, "yes" if p.fits else "NO",
              f"{p.weights_bytes / planner.GIB:.1f}", p.kv_capacity_tokens, p.max_input_tokens,
              p.max_total_tokens, p.max_batch_prefill_tokens, f"{p.hourly_usd:.4g}",
-             p.cold_start_seconds)
+             p.cold_start_seconds, p.decode_ms_per_token, p.generation_seconds)
     widths = [width] + [w for _, w in COLUMNS[1:]]
     return ("  ".join(f"{c!s:<{w}}" for c, w in zip(cells, widths)) + ("" if p.fits else f"  {p.reason}")).rstrip()
 
@@ -95,10 +99,11 @@ def plan(args: argparse.Namespace) -> int:
         _print_plans([(name if len(slots) == 1 else f"{name}/{slot}", p)
                       for name, slots in plans.items() for slot, p in slots.items()], args.json)
         too_small, warnings = capacity(settings, plans)
-        for warning in warnings:
+        too_long, idle = drain_limits(settings, plans)
+        for warning in warnings + idle:
             print(f"warning: {warning}", file=sys.stderr)
-        if errors or too_small:  # the table shows why; render and pulumi up would refuse it
-            raise config.ConfigError(errors + too_small)
+        if errors or too_small or too_long:  # the table shows why; render and pulumi up would refuse it
+            raise config.ConfigError(errors + too_small + too_long)
         return 0
     entry = locked.models.get(args.model)
     if entry is None:

@@ -17,6 +17,14 @@ on compute capability 8.0 and newer, and paged attention (no chunking) below (la
 documents fp8 for H100 and newer; Ada (L4, L40S) supports FP8 in hardware but is treated as
 unverified (docs/eks.md).
 
+Memory bandwidth per GPU (GB/s, 10^9 bytes), NVIDIA's datasheet peaks (specifications on
+nvidia.com/en-us/data-center/<tesla-t4|l4|l40s|a100|h100|h200>/): T4 320 (board spec: "up to 320
+GBytes/s"), L4 300, L40S 864, A100 40GB SXM 1555 and A100 80GB SXM 2039 (A100 datasheet
+nvidia-a100-datasheet-us-nvidia-1758950-r4-web.pdf), H100 SXM 3350, H200 4800; p4d, p4de, p5 and
+p5en carry the SXM parts. A10G 600: AWS's variant of the A10, same 24 GB GDDR6 at 600 GB/s
+(baseten.co, "NVIDIA A10 vs A10G for ML model inference"). Decode is memory-bound: this bounds
+how fast a replica generates (planner.py).
+
 vCPUs and memory (GiB) per instance: AWS's accelerated computing instance specifications
 (aws.amazon.com/ec2/instance-types, G4dn/G5/G6/G6e/P4/P5 pages); they size the TGI pods.
 """
@@ -34,6 +42,7 @@ class Gpu:
     memory_mib: int  # total as reported by nvidia-smi
     compute_capability: float
     fp8: bool
+    memory_bandwidth_gbps: int  # peak, GB/s (datasheet)
 
     @property
     def chunked_prefill(self) -> bool:
@@ -41,14 +50,14 @@ class Gpu:
 
 
 GPUS: dict[str, Gpu] = {g.name: g for g in (
-    Gpu("T4", 15360, 7.5, fp8=False),
-    Gpu("A10G", 23028, 8.6, fp8=False),
-    Gpu("L4", 23034, 8.9, fp8=False),
-    Gpu("L40S", 46068, 8.9, fp8=False),
-    Gpu("A100-40GB", 40960, 8.0, fp8=False),
-    Gpu("A100-80GB", 81920, 8.0, fp8=False),
-    Gpu("H100", 81559, 9.0, fp8=True),
-    Gpu("H200", 143771, 9.0, fp8=True),
+    Gpu("T4", 15360, 7.5, fp8=False, memory_bandwidth_gbps=320),
+    Gpu("A10G", 23028, 8.6, fp8=False, memory_bandwidth_gbps=600),
+    Gpu("L4", 23034, 8.9, fp8=False, memory_bandwidth_gbps=300),
+    Gpu("L40S", 46068, 8.9, fp8=False, memory_bandwidth_gbps=864),
+    Gpu("A100-40GB", 40960, 8.0, fp8=False, memory_bandwidth_gbps=1555),
+    Gpu("A100-80GB", 81920, 8.0, fp8=False, memory_bandwidth_gbps=2039),
+    Gpu("H100", 81559, 9.0, fp8=True, memory_bandwidth_gbps=3350),
+    Gpu("H200", 143771, 9.0, fp8=True, memory_bandwidth_gbps=4800),
 )}
 
 

@@ -15,6 +15,14 @@ every shard, and otherwise the KV heads must divide by the shards ("`num_key_val
 be divisible by `num_shards`", flash_llama_modeling.py). The router then needs the capacity to
 hold MAX_TOTAL_TOKENS and the prefill batch (backends/v3/src/main.rs). Unset, MAX_TOTAL_TOKENS is
 min(capacity, context) and MAX_INPUT_TOKENS is MAX_TOTAL_TOKENS - 1 (warmup).
+
+Generation cap: how long one request may take to generate, which the drain on shutdown (TGI's
+GRACEFUL_TERMINATION_TIMEOUT), the pod's grace period and the load balancer's deregistration delay
+are derived from (engines/tgi.py). Decode is memory-bound: each step of a shard reads its weights
+and, at worst (a batch that fills the cache), its whole KV cache, so a step takes at least those
+bytes over the GPU's memory bandwidth (catalog.py). The longest request generates
+MAX_TOTAL_TOKENS - 1 tokens (a one-token prompt: TGI refuses input + max_new_tokens above
+MAX_TOTAL_TOKENS, router/src/validation.rs).
 """
 
 from __future__ import annotations
@@ -63,6 +71,17 @@ EFS_READ_MIBPS = {"elastic": 1500, "provisioned": 500, "bursting": 100}
 PROCESS_START_SECONDS = 30
 WARMUP_SECONDS = 30
 
+# The generation cap counts half the datasheet bandwidth (an estimate, deliberately generous):
+# serving stacks reach well under peak, and tensor-parallel all-reduces, sampling and scheduling
+# add to every step.
+DECODE_BANDWIDTH_FRACTION = 0.5
+# Draining a replica: its pod waits PRESTOP_SECONDS while the load balancer stops sending it new
+# requests, then TGI finishes those in flight (engines/tgi.py). An ALB target group's
+# deregistration_delay.timeout_seconds, which must cover both, is 0-3600 s (Elastic Load Balancing
+# API reference, TargetGroupAttribute).
+PRESTOP_SECONDS = 15
+MAX_DEREGISTRATION_DELAY_SECONDS = 3600
+
 
 class PlanError(ValueError):
     """Input the planner cannot work with at all (exit 2)."""
@@ -97,6 +116,8 @@ class Plan:
     max_batch_prefill_tokens: int
     hourly_usd: float  # the GPUs one replica occupies
     cold_start_seconds: int
+    decode_ms_per_token: float  # worst case, on the slowest GPU of the plan (a full batch)
+    generation_seconds: int  # the cap: MAX_TOTAL_TOKENS - 1 tokens at decode_ms_per_token
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -153,6 +174,18 @@ def cold_start_seconds(stored_bytes: int, req: Request) -> int:
     if req.throughput_mode == "provisioned" and req.provisioned_mibps:
         rate = min(rate, req.provisioned_mibps)
     return math.ceil(PROCESS_START_SECONDS + stored_bytes / (rate * MIB) + WARMUP_SECONDS)
+
+
+def decode_ms_per_token(weights_per_gpu: float, kv_bytes_per_shard: int, capacity: int,
+                        instance: GpuInstance) -> float:
+    """One decode step at worst: the shard's weights and its full KV cache read once."""
+    read = weights_per_gpu + kv_bytes_per_shard * capacity
+    return round(1000 * read / (instance.gpu.memory_bandwidth_gbps * 1e9 * DECODE_BANDWIDTH_FRACTION), 1)
+
+
+def generation_seconds(max_total_tokens: int, ms_per_token: float) -> int:
+    """The generation cap: the longest request's new tokens, one decode step each."""
+    return math.ceil((max_total_tokens - 1) * ms_per_token / 1000)
 
 
 def rule_violation(entry: LockEntry, instance: GpuInstance, num_shard: int,
@@ -218,6 +251,7 @@ def plan(model: str, entry: LockEntry, instance: GpuInstance, num_shard: int, re
             why_not = (f"maxInputTokens {max_input} must be less than maxTotalTokens, which is "
                        f"{max_total} here (what the KV cache holds)")
     reason = why_not or f"{per_gpu / GIB:.1f} GiB of weights per GPU, KV cache for {capacity} tokens"
+    per_token = decode_ms_per_token(per_gpu, kv_shard, capacity, instance)
     return Plan(
         model=model, fits=why_not is None, reason=reason, instance_type=instance.instance_type,
         num_shard=num_shard, quantize=quantize, dtype=req.dtype, weights_bytes=int(weights),
@@ -225,6 +259,8 @@ def plan(model: str, entry: LockEntry, instance: GpuInstance, num_shard: int, re
         max_input_tokens=max_input, max_total_tokens=max_total, max_batch_prefill_tokens=prefill,
         hourly_usd=round(instance.hourly_usd * num_shard / instance.gpus, 4),
         cold_start_seconds=cold_start_seconds(entry.weights_bytes, req),
+        decode_ms_per_token=per_token,
+        generation_seconds=generation_seconds(max_total, per_token),
     )
 
 
@@ -260,7 +296,10 @@ def plan_node_group(model: str, entry: LockEntry, instance_types: list[str], req
         last = [plan(model, entry, i, n, req) for i in instances]
         if all(p.fits for p in last):
             tightest = min(last, key=lambda p: p.kv_capacity_tokens)
-            return dataclasses.replace(tightest, hourly_usd=max(p.hourly_usd for p in last))
+            per_token = max(p.decode_ms_per_token for p in last)  # the slowest GPU
+            return dataclasses.replace(
+                tightest, hourly_usd=max(p.hourly_usd for p in last), decode_ms_per_token=per_token,
+                generation_seconds=generation_seconds(tightest.max_total_tokens, per_token))
     failing = [p for p in last if not p.fits]
     return failing[0] if failing else best_plan(model, entry, req, instances[:1])
 

@@ -3,6 +3,7 @@ group, from the lock only (no network). Errors name the setting, as the config's
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from ..config import ConfigError, Slot, Stack, StackConfig, StorageConfig
@@ -80,6 +81,43 @@ def capacity(settings: StackConfig, plans: Plans) -> tuple[list[str], list[str]]
     return errors, warnings
 
 
+def drain_limits(settings: StackConfig, plans: Plans) -> tuple[list[str], list[str]]:
+    """With a load balancer, what each slot's generation cap (planner.py) means for it. Errors
+    where draining the longest request takes longer than an ALB target group may keep a
+    deregistering target (preStop + cap over 3600 s). Warnings where the cap outlasts the ALB's
+    idle timeout: a non-streamed request sends nothing until it is done, so the ALB closes it as
+    idle; streamed ones send every token and are not cut."""
+    if settings.ingress is None:
+        return [], []
+    errors, warnings = [], []
+    limit = planner.MAX_DEREGISTRATION_DELAY_SECONDS - planner.PRESTOP_SECONDS
+    idle = settings.ingress.idle_timeout_seconds
+    for i, model in enumerate(settings.models):
+        for slot in model.resolved_slots():
+            plan = plans.get(model.name, {}).get(slot.slot)
+            if plan is None or not plan.fits:
+                continue
+            override = model.slots.get(slot.slot)
+            own = override is not None and "max_total_tokens" in override.model_fields_set
+            setting = f"models[{i}]" + (f".slots.{slot.slot}" if own else "") + ".maxTotalTokens"
+            cap, total = plan.generation_seconds, plan.max_total_tokens
+            what = (f"{total} lets {model.name} ({slot.id}) generate {total - 1} tokens per request, "
+                    f"up to {cap} s at {plan.decode_ms_per_token} ms per token on node group "
+                    f"{slot.node_group}")
+            if cap > limit:
+                allowed = math.floor(limit * 1000 / plan.decode_ms_per_token) + 1
+                errors.append(f"{setting}: {what}; draining that after the "
+                              f"{planner.PRESTOP_SECONDS} s preStop needs a deregistration delay over "
+                              f"the {planner.MAX_DEREGISTRATION_DELAY_SECONDS} s an ALB allows: at most "
+                              f"{allowed} on this node group, or a node group with faster GPUs")
+            elif cap > idle:
+                warnings.append(f"{setting}: {what}, longer than ingress.idleTimeoutSeconds ({idle} s): "
+                                "the ALB closes a non-streamed request that long as idle: stream it "
+                                "(/generate_stream, \"stream\": true), raise idleTimeoutSeconds (at "
+                                "most 4000) or lower maxTotalTokens")
+    return errors, warnings
+
+
 def read_lock(path: Path) -> Lock:
     try:
         return read(path)
@@ -89,11 +127,14 @@ def read_lock(path: Path) -> Lock:
 
 def load_plans(stack: Stack, lock: Lock) -> tuple[Plans, list[str]]:
     """The plan of every model slot of the stack, from the lock only (no network), and warnings.
-    Raises ConfigError for a model that is not locked, does not fit, or is gated without
-    hfToken, and for node groups too small for the minimum replicas."""
+    Raises ConfigError for a model that is not locked, does not fit, is gated without hfToken,
+    or generates too long to drain behind an ALB, and for node groups too small for the minimum
+    replicas."""
     plans, errors = plan_models(stack.settings, lock, stack.stack)
     too_small, warnings = capacity(stack.settings, plans)
-    errors += too_small
+    too_long, idle = drain_limits(stack.settings, plans)
+    errors += too_small + too_long
+    warnings += idle
     for i, model in enumerate(stack.settings.models):
         for slot in model.resolved_slots():
             entry = lock.find(slot.id, slot.revision)

@@ -5,11 +5,16 @@ DCGM exporter's DCGM_FI_DEV_GPU_UTIL (percent), DCGM_FI_DEV_FB_USED / _FB_FREE (
 DCGM_FI_DEV_XID_ERRORS (the last XID error code); kube-state-metrics'
 kube_deployment_status_replicas_available and kube_deployment_spec_replicas. The PodMonitor of
 each model puts `namespace`, `pod`, `model` and `slot` on TGI's series.
+
+The SLOs (`slo_groups`) follow the SRE workbook's multiwindow, multi-burn-rate alerts
+(https://sre.google/workbook/alerting-on-slos/): error ratios recorded per model at each window,
+then a page when two windows both burn the 30-day budget fast, a warning when they burn it slowly.
 """
 
 from __future__ import annotations
 
 from ..config import AlertThresholds
+from ..config.monitoring import BURN_RATES, SLO_DAYS, SloConfig, le_label
 
 PER_MODEL = "namespace, model"
 # XID codes of failing hardware (NVIDIA's XID catalog, https://docs.nvidia.com/deploy/xid-errors/):
@@ -19,6 +24,21 @@ HARDWARE_XIDS = (48, 63, 64, 74, 79, 92, 94, 95, 119, 120)
 _LAST_XID = "max by (Hostname, gpu) (DCGM_FI_DEV_XID_ERRORS)"
 NEW_XID = f"({_LAST_XID} > 0 and max by (Hostname, gpu) (changes(DCGM_FI_DEV_XID_ERRORS[15m])) > 0)"
 HARDWARE_XID_MATCH = " or ".join(f"{_LAST_XID} == {x}" for x in HARDWARE_XIDS)
+# tgi_request_failure's `err` values that are the service's fault from the user's view (TGI v3.3.7:
+# router/src/infer/mod.rs, router/src/server.rs, backends/v3/src/backend.rs): `overloaded` (every
+# MAX_CONCURRENT_REQUESTS permit taken), `generation` (a shard failed), `incomplete` (the answer
+# ended before its last token). Not counted: `validation` and `template` (the request or its
+# messages are wrong), `dropped` (the client went away).
+SERVICE_FAILURES = ("overloaded", "generation", "incomplete")
+ERRORS = "model:tgi_request_errors:ratio_rate"  # + window
+SLOW_QUEUE = "model:tgi_request_queue_slow:ratio_rate"
+
+
+def _minutes(window: str) -> int:
+    return int(window[:-1]) * {"m": 1, "h": 60, "d": 1440}[window[-1]]
+
+
+WINDOWS = sorted({w for _, long, short, _ in BURN_RATES for w in (long, short)}, key=_minutes)
 
 
 def _alert(name: str, expr: str, for_: str, severity: str, summary: str, description: str,
@@ -30,8 +50,9 @@ def _alert(name: str, expr: str, for_: str, severity: str, summary: str, descrip
     }
 
 
-def rule_groups(t: AlertThresholds, namespace: str, runbook_url: str) -> list[dict]:
-    """The PrometheusRule's groups: serving health per model, then the GPUs."""
+def rule_groups(t: AlertThresholds, namespace: str, runbook_url: str,
+                slo: SloConfig = SloConfig()) -> list[dict]:
+    """The PrometheusRule's groups: serving health per model, the GPUs, then the SLOs."""
     tgi = [
         _alert("TGIHighRequestLatency",
                f"histogram_quantile(0.95, sum by ({PER_MODEL}, le) "
@@ -45,12 +66,22 @@ def rule_groups(t: AlertThresholds, namespace: str, runbook_url: str) -> list[di
                f"A replica of {{{{ $labels.model }}}} has more than {t.queue_size} requests "
                "waiting for 10 minutes: the autoscaler is at its maximum or GPU nodes do not come.",
                runbook_url),
+        # Queue time: from the request's arrival in TGI's queue to its batch's prefill (TGI has no
+        # time to first token: docs/tgi.md), recorded for successful requests when they end.
+        _alert("TGIHighQueueTime",
+               f"histogram_quantile(0.95, sum by ({PER_MODEL}, le) "
+               f"(rate(tgi_request_queue_duration_bucket[5m]))) > {t.p95_queue_seconds}",
+               "10m", "warning", "{{ $labels.model }}: requests wait long for their first token",
+               f"95% of requests to {{{{ $labels.model }}}} wait more than {t.p95_queue_seconds} s in "
+               "TGI's queue before their prefill: the replicas are full.", runbook_url),
         _alert("TGIRequestFailures",
-               f'sum by ({PER_MODEL}) (rate(tgi_request_failure{{err!="validation"}}[5m])) / '
-               f"sum by ({PER_MODEL}) (rate(tgi_request_count[5m])) > {t.failure_ratio}",
+               # The SLO's recorded ratio (slo_groups): the service's failures over the requests
+               # that ended, each counted once.
+               f"{ERRORS}5m > {t.failure_ratio}",
                "5m", "critical", "{{ $labels.model }}: requests are failing",
-               f"More than {t.failure_ratio:.0%} of the requests to {{{{ $labels.model }}}} fail "
-               "(client validation errors not counted).", runbook_url),
+               f"More than {t.failure_ratio:.0%} of the requests to {{{{ $labels.model }}}} fail for "
+               f"the service's reasons ({', '.join(SERVICE_FAILURES)}; the client's not counted).",
+               runbook_url),
         _alert("TGISlowTokenGeneration",
                f"histogram_quantile(0.95, sum by ({PER_MODEL}, le) "
                f"(rate(tgi_request_mean_time_per_token_duration_bucket[10m]))) > {t.time_per_token_seconds}",
@@ -102,5 +133,63 @@ def rule_groups(t: AlertThresholds, namespace: str, runbook_url: str) -> list[di
                "0m", "warning", "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} reports a new XID error",
                "The driver reported an XID error that is usually the application's (e.g. 13, 31, "
                "43): look at the pod's logs before the node.", runbook_url),
+        # max_over_time: not one sample over 0% in the whole window, so a GPU that served a single
+        # request in it stays quiet; the GPU must have reported at the window's start (a new node
+        # is not idle yet) and still report now (a removed node is not idle).
+        _alert("GPUIdle",
+               f"max by (Hostname, gpu) (max_over_time(DCGM_FI_DEV_GPU_UTIL[{t.gpu_idle_hours}h])) < 1 "
+               f"and on (Hostname, gpu) max by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL offset {t.gpu_idle_hours}h) "
+               "and on (Hostname, gpu) max by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL)",
+               "0m", "warning", "GPU {{ $labels.gpu }} on {{ $labels.Hostname }} has been idle for hours",
+               f"The GPU has not been busy once in {t.gpu_idle_hours} hours and costs money all the "
+               "same: a GPU node kept by the node group's minSize, or a pod stuck on it without "
+               "traffic.", runbook_url),
     ]
-    return [{"name": "tgi", "rules": tgi}, {"name": "gpu", "rules": gpu}]
+    return [{"name": "tgi", "rules": tgi}, {"name": "gpu", "rules": gpu}, *slo_groups(slo, runbook_url)]
+
+
+def slo_groups(slo: SloConfig, runbook_url: str) -> list[dict]:
+    """The SLOs' error ratios per model at every window, then their burn-rate alerts."""
+    errs = "|".join(SERVICE_FAILURES)
+    le = le_label(slo.first_token_queue_seconds)
+    records = []
+    for w in WINDOWS:
+        failed = f'sum by ({PER_MODEL}) (rate(tgi_request_failure{{err=~"{errs}"}}[{w}]))'
+        # Requests that ended: successes (no `err`) and the service's failures. Not
+        # tgi_request_count: the OpenAI routes count each request twice (server.rs v3.3.7,
+        # chat_completions and completions, then generate_internal or generate_stream_internal).
+        ended = (f'sum by ({PER_MODEL}) (rate({{__name__=~"tgi_request_success|tgi_request_failure", '
+                 f'err=~"|{errs}"}}[{w}]))')
+        # A counter appears at its first increment: no failure yet is a ratio of 0, not none.
+        records.append({"record": f"{ERRORS}{w}", "expr": f"({failed} or {ended} * 0) / {ended}"})
+        count = f"sum by ({PER_MODEL}) (rate(tgi_request_queue_duration_count[{w}]))"
+        fast = f'sum by ({PER_MODEL}) (rate(tgi_request_queue_duration_bucket{{le="{le}"}}[{w}]))'
+        records.append({"record": f"{SLOW_QUEUE}{w}", "expr": f"({count} - {fast}) / {count}"})
+    queue = f"{slo.first_token_queue_seconds:.3g} s"
+    alerts = [
+        *_burn_alerts("TGIAvailability", ERRORS, slo.availability_percent,
+                      f"{slo.availability_percent}% of requests without a service failure", runbook_url),
+        *_burn_alerts("TGIFirstToken", SLOW_QUEUE, slo.first_token_percent,
+                      f"{slo.first_token_percent}% of requests queued at most {queue} before their "
+                      "prefill", runbook_url),
+    ]
+    return [{"name": "tgi-slo-ratios", "rules": records}, {"name": "tgi-slo", "rules": alerts}]
+
+
+def _burn_alerts(prefix: str, record: str, percent: float, objective: str, runbook_url: str) -> list[dict]:
+    """One SLO's alert, twice: the page (critical) and the ticket (warning), each firing when a long
+    and a short window both spend the budget faster than their burn rate. One name, so that
+    Alertmanager's inhibition (infra/monitoring.py) holds the ticket back while the page fires."""
+    budget = round(1 - percent / 100, 10)  # 99.5 -> 0.005, not 0.0050000000000000044
+    out = []
+    for severity, what in (("critical", "fast"), ("warning", "slowly")):
+        pairs = [(long, short, rate) for sev, long, short, rate in BURN_RATES if sev == severity]
+        expr = " or ".join(f"({record}{long} > ({rate} * {budget}) and {record}{short} > ({rate} * {budget}))"
+                           for long, short, rate in pairs)
+        spent = " or ".join(f"{rate * _minutes(long) / (SLO_DAYS * 1440):.0%} of it in {long}"
+                            for long, _, rate in pairs)
+        out.append(_alert(f"{prefix}BudgetBurn", expr, "0m", severity,
+                          f"{{{{ $labels.model }}}} spends its {SLO_DAYS}-day error budget {what}",
+                          f"{{{{ $labels.model }}}} is spending the error budget of its SLO ({objective}, "
+                          f"over {SLO_DAYS} days): {spent}, and still now.", runbook_url))
+    return out

@@ -3,6 +3,8 @@ Pure functions, no Pulumi."""
 
 from __future__ import annotations
 
+from .alerts import ERRORS, SLOW_QUEUE
+
 DASHBOARD_FILE = "llmserve-tgi.json"  # its key in the dashboards ConfigMap
 
 
@@ -19,7 +21,7 @@ def _panel(i: int, title: str, unit: str, *targets: tuple[str, str]) -> dict:
 
 def dashboard(namespace: str) -> dict:
     """One dashboard for every model (variable `model`): traffic, latency, queue, batch,
-    throughput, time per token, GPU utilization and memory."""
+    throughput, time per token, GPU utilization and memory, and the SLOs' bad-request ratios."""
     sel = f'namespace="{namespace}", model=~"$model"'
     q = lambda quantile, metric: (  # noqa: E731
         f"histogram_quantile({quantile}, sum by (model, le) (rate({metric}_bucket{{{sel}}}[5m])))",
@@ -39,6 +41,10 @@ def dashboard(namespace: str) -> dict:
         ("GPU memory used", "percentunit",
          ("avg by (Hostname, gpu) (DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE))",
           "{{Hostname}} GPU {{gpu}}")),
+        # The SLOs' recording rules (alerts.slo_groups): the share of requests over the last hour
+        # that failed by the service's fault, or waited in the queue beyond the objective.
+        ("SLO: bad requests (1h)", "percentunit", (f"{ERRORS}1h{{{sel}}}", "{{model}} failed"),
+         (f"{SLOW_QUEUE}1h{{{sel}}}", "{{model}} queued too long")),
     ]
     return {
         "uid": "llmserve-tgi", "title": "LLM serving (TGI)", "schemaVersion": 39, "version": 1,

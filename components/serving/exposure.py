@@ -22,6 +22,16 @@ from .shared import ACCESS_LOGS_PREFIX
 # The controller passes the name through; its own default is ELBSecurityPolicy-2016-08
 # (aws-load-balancer-controller v3.5.0, docs/guide/ingress/annotations.md, ssl-policy).
 SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
+# AWS tags on what the controller creates, `k=v,k=v` (annotations.md, "Resource Tags"). The
+# Ingress's tags go on the ALB, its listeners and security groups and must agree across the
+# IngressGroup (model_build_tags.go: "conflicting tag"), so only the stack's cost tags go there;
+# a target group takes its Ingress's tags merged with its backend Service's (the Service's win),
+# so the model's own tag goes on the Service.
+TAGS = "alb.ingress.kubernetes.io/tags"
+
+
+def tags_annotation(tags: dict[str, str]) -> dict[str, str]:
+    return {TAGS: ",".join(f"{k}={v}" for k, v in sorted(tags.items()))} if tags else {}
 
 
 def load_balancer_attributes(ing: IngressConfig, access_logs_bucket: Optional[str]) -> str:
@@ -37,23 +47,39 @@ def load_balancer_attributes(ing: IngressConfig, access_logs_bucket: Optional[st
     return ",".join(attributes)
 
 
-def service(scope: Scope, active: str) -> k8s.core.v1.Service:
-    return k8s.core.v1.Service(f"{scope.name}-svc", metadata=scope.metadata(scope.model), spec={
+def service(scope: Scope, active: str, ready: Optional[pulumi.Resource] = None,
+            tags: Optional[dict[str, str]] = None) -> k8s.core.v1.Service:
+    """`tags`: the AWS tags of the target group a load balancer sends to it (the model's).
+    `ready`: the active slot's Deployment. Pulumi's Kubernetes provider returns from a
+    Deployment's create or update only once it is available (its await logic, within the
+    custom timeout; pulumi_kubernetes apps/v1 Deployment), and a resource that depends on another
+    is created or updated after it (the dependsOn resource option): so the selector switches to a
+    new slot only once it is ready, and a slot that never gets ready fails the update with the
+    selector unchanged."""
+    metadata = scope.metadata(scope.model)
+    if tags:
+        metadata["annotations"] = tags_annotation(tags)
+    return k8s.core.v1.Service(f"{scope.name}-svc", metadata=metadata, spec={
         "type": "ClusterIP",
         # Blue-green: traffic goes to the active slot only.
         "selector": {MODEL_LABEL: scope.model, SLOT_LABEL: active},
         "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
                   {"name": "metrics", "port": tgi.METRICS_PORT, "targetPort": "metrics",
                    "protocol": "TCP"}],
-    }, opts=scope.opts())
+    }, opts=scope.opts(depends_on=[ready] if ready else []))
 
 
 def ingress(scope: Scope, ing: IngressConfig, svc: k8s.core.v1.Service,
             waf_acl_arn: Optional[pulumi.Input[str]],
-            load_balancer_controller: Optional[pulumi.Resource],
+            load_balancer_controller: Optional[pulumi.Resource], *,
+            deregistration_delay_seconds: int,
             access_logs_bucket: Optional[pulumi.Input[str]] = None,
-            subnet_ids: Optional[list[pulumi.Input[str]]] = None) -> k8s.networking.v1.Ingress:
-    """`access_logs_bucket`: the stack's access log bucket (Serving.access_logs_bucket); none,
+            subnet_ids: Optional[list[pulumi.Input[str]]] = None,
+            cost_tags: Optional[dict[str, str]] = None) -> k8s.networking.v1.Ingress:
+    """`deregistration_delay_seconds`: how long the target group keeps a deregistering pod's
+    connections (tgi.deregistration_delay_seconds of the model's slots).
+    `cost_tags`: the stack's tags for the ALB and what comes with it.
+    `access_logs_bucket`: the stack's access log bucket (Serving.access_logs_bucket); none,
     no access logs. `subnet_ids`: where the load balancer goes; named rather than discovered,
     since the controller takes any subnet with the role tag (aws-load-balancer-controller v3.5.0
     pkg/networking/subnet_resolver.go) and the serving pods admit only these subnets' addresses."""
@@ -72,9 +98,10 @@ def ingress(scope: Scope, ing: IngressConfig, svc: k8s.core.v1.Service,
         "alb.ingress.kubernetes.io/load-balancer-attributes": attributes,
         "alb.ingress.kubernetes.io/healthcheck-path": "/health",
         "alb.ingress.kubernetes.io/success-codes": "200",
-        # In-flight generations may finish while a pod drains.
+        # In-flight generations may finish while a pod drains (per Ingress: its target group).
         "alb.ingress.kubernetes.io/target-group-attributes":
-            f"deregistration_delay.timeout_seconds={tgi.TERMINATION_GRACE_SECONDS}",
+            f"deregistration_delay.timeout_seconds={deregistration_delay_seconds}",
+        **tags_annotation(cost_tags or {}),
     }
     if waf_acl_arn is not None:
         annotations["alb.ingress.kubernetes.io/wafv2-acl-arn"] = waf_acl_arn

@@ -10,7 +10,7 @@ Deployment, created once the Job is done (workload.py), its autoscaler and disru
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
@@ -48,6 +48,8 @@ class ModelServiceArgs:
     prometheus_selector: Optional[dict[str, str]] = None
     monitoring: Optional[pulumi.Resource] = None
     load_balancer_controller: Optional[pulumi.Resource] = None
+    # The stack's cost tags, for the load balancer (shared by every model: no model tag here).
+    cost_tags: dict[str, str] = field(default_factory=dict)
 
 
 class ModelService(pulumi.ComponentResource):
@@ -88,11 +90,16 @@ class ModelService(pulumi.ComponentResource):
                 scaling.autoscaler(scope, spec, args.replicas, workload)
             scaling.disruption_budget(scope, spec, block=args.block_evictions)
 
-        service = exposure.service(scope, args.active)
+        # Blue-green: the selector moves to a slot once its Deployment is ready (exposure.py).
+        service = exposure.service(scope, args.active, ready=self.deployments[args.active],
+                                   tags={"model": args.model} if args.ingress is not None else None)
         self.service_name = service.metadata.name
         if args.ingress is not None:
+            # One target group for the model: it drains whichever slot served last.
+            delay = max(tgi.deregistration_delay_seconds(s.plan) for s in args.slots)
             exposure.ingress(scope, args.ingress, service, args.waf_acl_arn, args.load_balancer_controller,
-                             access_logs_bucket=args.access_logs_bucket, subnet_ids=args.lb_subnet_ids)
+                             deregistration_delay_seconds=delay, access_logs_bucket=args.access_logs_bucket,
+                             subnet_ids=args.lb_subnet_ids, cost_tags=args.cost_tags)
         if args.prometheus_selector is not None:
             pod_monitor(scope, args.prometheus_selector, args.monitoring)
         self.register_outputs({"service": self.service_name})

@@ -36,7 +36,7 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
     env = [{"name": k, "value": v} for k, v in tgi.launcher_env(slot, plan, spec.revision).items()]
     env.append({"name": API_KEY_KEY, "valueFrom": {"secretKeyRef": {
         "name": API_KEY_SECRET, "key": API_KEY_KEY}}})
-    timeout = tgi.deployment_timeout_seconds(plan)
+    create, update = tgi.deployment_timeout_seconds(plan), tgi.deployment_update_timeout_seconds(plan)
     return k8s.apps.v1.Deployment(f"{scope.name}-{slot.slot}", metadata=scope.metadata(
         f"{scope.model}-{slot.slot}", labels,
         annotations=checkov_skips({**CHECKOV_SKIPS, **SECRET_ENV_SKIP}),
@@ -53,7 +53,7 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
             "serviceAccountName": account.metadata.name,
             "automountServiceAccountToken": False,
             "securityContext": pod_security(),
-            "terminationGracePeriodSeconds": tgi.TERMINATION_GRACE_SECONDS,
+            "terminationGracePeriodSeconds": tgi.termination_grace_seconds(plan),
             "tolerations": [GPU_TOLERATION],
             "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                 "nodeSelectorTerms": [{"matchExpressions": [{
@@ -76,7 +76,8 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
                                "nvidia.com/gpu": str(plan.num_shard)},
                 },
                 **tgi.probes(plan),
-                # Keep serving while the load balancer deregisters the pod, then TGI drains.
+                # Keep serving while the load balancer deregisters the pod, then TGI drains
+                # (GRACEFUL_TERMINATION_TIMEOUT, the plan's generation cap).
                 "lifecycle": {"preStop": {"sleep": {"seconds": tgi.PRESTOP_SECONDS}}},
                 "volumeMounts": [{"name": "cache", "mountPath": tgi.CACHE_PATH},
                                  {"name": "shm", "mountPath": "/dev/shm"}],
@@ -90,4 +91,4 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
         }},
     }, opts=scope.opts(
         depends_on=[job],
-        custom_timeouts=pulumi.CustomTimeouts(create=f"{timeout}s", update=f"{timeout}s")))
+        custom_timeouts=pulumi.CustomTimeouts(create=f"{create}s", update=f"{update}s")))

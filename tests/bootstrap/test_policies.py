@@ -181,7 +181,14 @@ def workload_grants() -> list[tuple[str, dict]]:
         "elasticfilesystem:DescribeMountTargets", "ec2:DescribeAvailabilityZones",
         "elasticfilesystem:CreateAccessPoint", "elasticfilesystem:TagResource",
         "elasticfilesystem:DeleteAccessPoint"]}]}
+    # What of CloudWatchAgentServerPolicy (docs.aws.amazon.com/aws-managed-policy/latest/reference/
+    # CloudWatchAgentServerPolicy.html) the CloudWatch add-on uses with metrics and traces off.
+    container_logs = {"Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
+        "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:DescribeLogGroups",
+        "logs:CreateLogStream", "logs:CreateLogGroup", "logs:PutRetentionPolicy",
+        "cloudwatch:PutMetricData", "ec2:DescribeVolumes", "ec2:DescribeTags"]}]}
     return [("aws-load-balancer-controller", json.loads(LBC_POLICY.read_text())),
+            ("cloudwatch-observability", container_logs),
             ("cluster-autoscaler", json.loads(cluster_autoscaler_policy("llmserve-dev"))),
             ("cluster secrets key", cluster_kms), ("efs-csi", efs_csi)]
 

@@ -43,7 +43,8 @@ def test_defaults():
     s = validate_settings({
         "cluster": {"vpc": {"cidr": "10.0.0.0/16"},
                     "accessEntries": [{"principalArn": "arn:aws:iam::123456789012:role/deploy", "access": "admin"}]},
-        "monitoring": {"runbookBaseUrl": "https://example.com/runbook.md"},
+        "monitoring": {"runbookBaseUrl": "https://example.com/runbook.md",
+                       "alerting": {"critical": "none", "warning": "none", "heartbeat": False}},
         "gpuNodeGroups": [{"name": "gpu", "instanceTypes": ["g5.xlarge"], "minSize": 0,
                            "maxSize": 1, "desiredSize": 0}],
     })

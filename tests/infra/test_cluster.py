@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from components.config.cluster import ADDON_VERSIONS
+from components.infra.node_group import GPU_TOLERATION
 from components.offline import mockrun
 
 from ..conftest import inputs, names, run_settings
 
 CLUSTER = "aws:eks/cluster:Cluster"
 ADDON = "aws:eks/addon:Addon"
+STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
 
 
 def test_endpoint_is_private_with_public_access_only_from_configured_cidrs(dev_run, prod_run):
@@ -44,7 +49,7 @@ def test_cluster_settings(prod_run):
 
 
 def test_control_plane_logs_have_a_retention_and_exist_first(dev_run):
-    logs = dev_run.one("aws:cloudwatch/logGroup:LogGroup")
+    logs = dev_run.one("aws:cloudwatch/logGroup:LogGroup", "llmserve-dev-logs")
     assert logs.inputs["name"] == "/aws/eks/llmserve-dev/cluster"
     assert logs.inputs["retentionInDays"] == 14
     assert logs.name in names(dev_run.one(CLUSTER).dependencies)
@@ -62,13 +67,14 @@ def test_cluster_role_is_trusted_by_eks_and_may_use_only_its_key(dev_run):
                 for a in dev_run.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
     assert {"AmazonEKSClusterPolicy", "AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy",
             "AmazonEC2ContainerRegistryPullOnly", "AmazonEFSCSIDriverPolicy",
-            "AmazonEBSCSIDriverPolicy"} == attached
+            "AmazonEBSCSIDriverPolicy", "CloudWatchAgentServerPolicy"} == attached
 
 
 def test_managed_addons_and_their_order(dev_run):
     addons = {a.inputs["addonName"]: a for a in dev_run.of_type(ADDON)}
     assert set(addons) == {"vpc-cni", "kube-proxy", "eks-pod-identity-agent", "coredns",
-                           "aws-efs-csi-driver", "aws-ebs-csi-driver"}
+                           "aws-efs-csi-driver", "aws-ebs-csi-driver", "eks-node-monitoring-agent",
+                           "amazon-cloudwatch-observability"}
     # NetworkPolicy objects are enforced only with the VPC CNI's network policy agent.
     assert json.loads(addons["vpc-cni"].inputs["configurationValues"]) == {"enableNetworkPolicy": "true"}
     for ng in dev_run.of_type("aws:eks/nodeGroup:NodeGroup"):
@@ -77,7 +83,8 @@ def test_managed_addons_and_their_order(dev_run):
             <= names(ng.dependencies)
         assert "llmserve-dev-node-AmazonEKSWorkerNodePolicy" in names(ng.dependencies)
     # CoreDNS and the EFS CSI controller need nodes to run on.
-    for addon in ("coredns", "aws-efs-csi-driver", "aws-ebs-csi-driver"):
+    for addon in ("coredns", "aws-efs-csi-driver", "aws-ebs-csi-driver", "eks-node-monitoring-agent",
+                  "amazon-cloudwatch-observability"):
         assert "llmserve-dev-system-ng" in names(addons[addon].dependencies)
 
 
@@ -108,7 +115,8 @@ def test_pod_identity_roles_trust_only_their_cluster_namespace_and_service_accou
         condition = statement["Condition"]["StringEquals"]
         assert condition["aws:RequestTag/eks-cluster-arn"] == \
             f"arn:aws:eks:us-east-1:{mockrun.ACCOUNT}:cluster/llmserve-prod"  # account, region, name
-        assert condition["aws:RequestTag/kubernetes-namespace"] == "kube-system"
+        # The container logs' agent lives in the add-on's own namespace.
+        assert condition["aws:RequestTag/kubernetes-namespace"] in ("kube-system", "amazon-cloudwatch")
         assert condition["aws:RequestTag/kubernetes-service-account"]
 
 
@@ -173,7 +181,8 @@ def test_encrypted_gp3_is_the_default_block_storage(dev_run):
     sc = mockrun.reveal(next(r for r in dev_run.of_type("kubernetes:storage.k8s.io/v1:StorageClass")
                              if r.inputs["metadata"]["name"] == "gp3").inputs)
     assert sc["provisioner"] == "ebs.csi.aws.com"
-    assert sc["parameters"] == {"type": "gp3", "encrypted": "true"}
+    assert {k: v for k, v in sc["parameters"].items() if not k.startswith("tagSpecification_")} == \
+        {"type": "gp3", "encrypted": "true"}
     assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
     assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
     addon = next(a for a in dev_run.of_type(ADDON) if a.inputs["addonName"] == "aws-ebs-csi-driver")
@@ -189,9 +198,71 @@ def test_the_cluster_key_has_an_explicit_policy_and_encrypts_the_logs(prod_run):
     eks = policy["ClusterRoleThroughEks"]
     assert eks["Principal"] == {"AWS": role.outputs["arn"]}
     assert eks["Condition"]["StringEquals"]["kms:ViaService"] == "eks.us-east-1.amazonaws.com"
-    logs = policy["ControlPlaneLogs"]
+    logs = policy["ClusterLogs"]
     assert logs["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"}
     group = prod_run.one("aws:cloudwatch/logGroup:LogGroup", "llmserve-prod-logs")
-    assert logs["Condition"]["ArnEquals"]["kms:EncryptionContext:aws:logs:arn"] == \
-        f"arn:aws:logs:us-east-1:{mockrun.ACCOUNT}:log-group:{group.inputs['name']}"
+    assert f"arn:aws:logs:us-east-1:{mockrun.ACCOUNT}:log-group:{group.inputs['name']}" in \
+        logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
     assert group.inputs["kmsKeyId"] == key.outputs["arn"]
+
+
+@pytest.mark.parametrize("version", ["1.35", "1.36"])
+def test_addons_are_pinned_per_kubernetes_version(dev_settings, version):
+    """Bumping kubernetesVersion moves the pinned add-ons with it (config/cluster.py
+    ADDON_VERSIONS); an add-on left unpinned gets no addonVersion, so EKS keeps what it has."""
+    dev_settings["cluster"]["kubernetesVersion"] = version
+    run = run_settings(dev_settings)
+    addons = {a.inputs["addonName"]: a.inputs for a in run.of_type(ADDON)}
+    assert addons["kube-proxy"]["addonVersion"].startswith(f"v{version}.")
+    for addon, pinned in ADDON_VERSIONS[version].items():
+        assert addons[addon].get("addonVersion") == pinned, addon
+
+
+def test_node_health_agent_runs_its_gpu_checks_on_tainted_gpu_nodes(dev_run):
+    """Node auto repair acts on the agent's AcceleratedHardwareReady condition; its DCGM host
+    engine tolerates no taint unless told, and every GPU node is tainted."""
+    [agent] = [a for a in dev_run.of_type(ADDON) if a.inputs["addonName"] == "eks-node-monitoring-agent"]
+    values = json.loads(agent.inputs["configurationValues"])
+    assert values["dcgmAgent"]["tolerations"] == [GPU_TOLERATION]
+    assert "podIdentityAssociations" not in agent.inputs
+    for ng in dev_run.of_type("aws:eks/nodeGroup:NodeGroup"):
+        assert ng.inputs["nodeRepairConfig"] == {"enabled": True}
+
+
+def test_container_logs_ship_from_every_node_into_log_groups_that_expire(prod_run):
+    [addon] = [a for a in prod_run.of_type(ADDON) if a.inputs["addonName"] == "amazon-cloudwatch-observability"]
+    values = json.loads(addon.inputs["configurationValues"])
+    assert values["containerLogs"] == {"enabled": True}
+    assert values["tolerations"] == [{"operator": "Exists"}]  # GPU pods' logs too
+    # Logs only: no per-observation metrics, no second DCGM exporter beside the GPU operator's.
+    for off in ("containerInsights", "applicationSignals", "dcgmExporter"):
+        assert values[off] == {"enabled": False}
+    key = prod_run.one("aws:kms/key:Key")
+    groups = {g.inputs["name"]: g for g in prod_run.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    for kind in ("application", "dataplane", "host"):
+        group = groups[f"/aws/containerinsights/llmserve-prod/{kind}"]
+        assert group.inputs["retentionInDays"] == 365
+        assert group.inputs["kmsKeyId"] == key.outputs["arn"]
+        assert group.name in names(addon.dependencies)  # before Fluent Bit could create it
+    policy = {s["Sid"]: s for s in json.loads(key.inputs["policy"])["Statement"]}
+    allowed = policy["ClusterLogs"]["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    prefix = f"arn:aws:logs:us-east-1:{mockrun.ACCOUNT}:log-group:"
+    assert f"{prefix}/aws/containerinsights/llmserve-prod/*" in allowed
+    [association] = mockrun.reveal(addon.inputs)["podIdentityAssociations"]
+    assert association["serviceAccount"] == "cloudwatch-agent"
+    role = next(r for r in prod_run.of_type("aws:iam/role:Role") if r.outputs["arn"] == association["roleArn"])
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
+    assert trust["aws:RequestTag/kubernetes-namespace"] == "amazon-cloudwatch"
+    attached = {p.inputs["policyArn"] for p in prod_run.of_type(
+        "aws:iam/rolePolicyAttachment:RolePolicyAttachment") if p.inputs["role"] == role.outputs["name"]}
+    assert attached == {"arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"}
+
+
+def test_gp3_volumes_carry_the_cost_tags(prod_run, dev_settings):
+    params = inputs(prod_run, STORAGE_CLASS, "llmserve-prod-gp3")["parameters"]
+    assert {v for k, v in params.items() if k.startswith("tagSpecification_")} == \
+        {"project=llmserve", "environment=prod"}
+    # Without aws:defaultTags: the Pulumi project and stack.
+    params = inputs(run_settings(dev_settings), STORAGE_CLASS, "llmserve-test-gp3")["parameters"]
+    assert {v for k, v in params.items() if k.startswith("tagSpecification_")} == \
+        {"project=llmserve", "environment=test"}

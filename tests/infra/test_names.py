@@ -45,7 +45,10 @@ def longest_names() -> dict:
 
 @pytest.fixture(scope="module")
 def longest_run():
-    return run_settings(longest_names(), stack="s" * 40)
+    settings = longest_names()  # prod's, whose receivers need their secrets
+    secrets = {"pagerdutyRoutingKey": "R" * 32, "slackWebhookUrl": "https://hooks.slack.com/services/T/B/x",
+               "heartbeatUrl": "https://hc-ping.com/x"}
+    return run_settings({**settings, **secrets}, stack="s" * 40, secret_keys=tuple(secrets))
 
 
 def test_aws_names_fit(longest_run):

@@ -72,3 +72,33 @@ def test_prod_gpu_groups_are_on_demand(prod_run, group, instance):
     ng, lt = _group(prod_run, f"llmserve-prod-{group}")
     assert ng["capacityType"] == "ON_DEMAND" and ng["instanceTypes"] == [instance]
     assert ng["labels"] == {"llmserve/node-group": group, "k8s.amazonaws.com/accelerator": "nvidia"}
+
+
+def test_groups_are_pinned_to_the_cluster_version_and_their_release_version(dev_settings):
+    dev_settings["cluster"]["kubernetesVersion"] = "1.36"
+    dev_settings["systemNodeGroup"]["releaseVersion"] = "1.36.2-20260818"
+    run = run_settings(dev_settings)
+    system, _ = _group(run, "llmserve-test-system")
+    gpu, _ = _group(run, "llmserve-test-gpu-24g")
+    assert system["version"] == gpu["version"] == "1.36"
+    assert system["releaseVersion"] == "1.36.2-20260818"
+    # Unpinned (warned about): EKS keeps the AMI the group was created with.
+    assert "releaseVersion" not in gpu
+
+
+def test_instances_and_volumes_carry_the_cost_tags_and_the_models_they_serve(prod_run):
+    for group, model in [("l40s", "qwen-14b"), ("l40s-x4", "qwen-72b"), ("system", None)]:
+        _, lt = _group(prod_run, f"llmserve-prod-{group}")
+        for spec in lt.inputs["tagSpecifications"]:
+            assert spec["tags"]["project"] == "llmserve" and spec["tags"]["environment"] == "prod"
+            assert spec["tags"].get("model") == model
+
+
+def test_a_group_serving_several_models_names_them_all(dev_settings):
+    second = {**dev_settings["models"][0], "name": "another-7b"}
+    dev_settings["models"].append(second)
+    _, lt = _group(run_settings(dev_settings), "llmserve-test-gpu-24g")
+    assert {s["resourceType"]: s["tags"]["model"] for s in lt.inputs["tagSpecifications"]} == \
+        {"instance": "another-7b+qwen-7b", "volume": "another-7b+qwen-7b"}
+    # Without aws:defaultTags: the Pulumi project and stack.
+    assert lt.inputs["tagSpecifications"][0]["tags"]["environment"] == "test"

@@ -227,7 +227,7 @@ def test_plan_command_for_a_stack():
 
 FIELDS = {"fits", "reason", "instance_type", "num_shard", "weights_bytes", "kv_bytes_per_token",
           "kv_capacity_tokens", "max_input_tokens", "max_total_tokens", "max_batch_prefill_tokens",
-          "hourly_usd", "cold_start_seconds"}
+          "hourly_usd", "cold_start_seconds", "decode_ms_per_token", "generation_seconds"}
 
 
 def test_what_if_plan_json():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 
 import pytest
+from pulumi.runtime.settings import SETTINGS
 
 from components.config import ConfigError
 from components.offline import mockrun
@@ -117,3 +119,40 @@ def test_model_names_never_clash_with_other_objects(dev_settings, names):
     objects = [(r.type, r.inputs["metadata"].get("namespace"), r.inputs["metadata"]["name"])
                for r in run.resources if r.custom and "metadata" in r.inputs]
     assert len(objects) == len(set(objects))
+
+
+def test_the_selector_waits_for_the_active_slots_deployment(dev_settings):
+    """One commit that adds green and makes it active: the Service depends on green's Deployment,
+    which Pulumi's Kubernetes provider finishes only once it is available."""
+    run = run_settings(_blue_green(dev_settings, "green"))
+    service = run.one("kubernetes:core/v1:Service")
+    deployments = {r.inputs["metadata"]["name"]: r.urn for r in run.of_type(DEPLOYMENT)}
+    assert deployments["qwen-7b-green"] in service.dependencies
+    assert deployments["qwen-7b-blue"] not in service.dependencies  # blue may change meanwhile
+
+
+def test_a_green_that_never_gets_ready_leaves_the_service_on_blue(dev_settings, monkeypatch):
+    """Green's Deployment fails (as when it is not ready within its timeout): the update stops
+    there and the Service's selector is never sent, so the Service keeps selecting blue."""
+    new_resource = mockrun.PlatformMocks.new_resource
+
+    def failing(self, args):
+        if args.typ == DEPLOYMENT and args.name.endswith("-green"):
+            raise RuntimeError("the Deployment did not become ready")
+        return new_resource(self, args)
+
+    monkeypatch.setattr(mockrun.PlatformMocks, "new_resource", failing)
+    run = mockrun.Run()
+    with pytest.raises(RuntimeError, match="did not become ready"):
+        run_settings(_blue_green(dev_settings, "green"), run=run)
+    # What the failed run left pending settles here and is forgotten, as pulumi.runtime.mocks.test
+    # does before each test, so that the next run does not await it.
+    loop = asyncio.get_event_loop()
+    if pending := asyncio.all_tasks(loop):
+        _, stuck = loop.run_until_complete(asyncio.wait(pending, timeout=60))
+        for task in stuck:
+            task.cancel()
+    SETTINGS.outputs.clear()
+    SETTINGS.rpc_manager.clear()
+    assert [r.inputs["metadata"]["name"] for r in run.of_type(DEPLOYMENT)] == ["qwen-7b-blue"]
+    assert run.of_type("kubernetes:core/v1:Service") == []

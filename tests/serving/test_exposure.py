@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pulumi
 
+from components.engines import tgi
 from components.offline import mockrun
+from components.planning.plans import plan_models
 from components.serving import exposure
 from components.serving.labels import model_labels
 from components.serving.scope import Scope
 from components.serving.shared import ACCESS_LOGS_PREFIX, Serving, ServingArgs
 
 from ..conftest import TGI, stack_settings, validate_settings
-from .helpers import manifest
+from .helpers import LOCK, manifest
 
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 ATTRIBUTES = "alb.ingress.kubernetes.io/load-balancer-attributes"
@@ -71,7 +73,7 @@ def test_no_ingress_configured_means_no_load_balancer(dev_run):
     assert not any("ipBlock" in peer for rule in policy["spec"]["ingress"] for peer in rule["from"])
 
 
-def ingress_with_access_logs(access_logs: bool = True) -> mockrun.Run:
+def ingress_with_access_logs(access_logs: bool = True, cost_tags: dict | None = None) -> mockrun.Run:
     """A model's Ingress given the stack's access log bucket (Serving.access_logs_bucket), or none."""
     ing = validate_settings(stack_settings("prod")).ingress
 
@@ -81,7 +83,8 @@ def ingress_with_access_logs(access_logs: bool = True) -> mockrun.Run:
         parent = pulumi.ComponentResource("test:index:Model", "m")
         scope = Scope(parent=parent, name="m", model="qwen", namespace="llm", labels=model_labels("qwen"))
         exposure.ingress(scope, ing, exposure.service(scope, "blue"), None, None,
-                         access_logs_bucket=serving.access_logs_bucket)
+                         deregistration_delay_seconds=120, access_logs_bucket=serving.access_logs_bucket,
+                         cost_tags=cost_tags)
     return mockrun.run_mocked(program, "test", {"aws:region": "us-east-1"})
 
 
@@ -121,3 +124,45 @@ def test_the_internal_alb_is_placed_in_the_load_balancer_subnets(prod_run):
     for ing in prod_run.of_type(INGRESS):
         annotations = mockrun.reveal(ing.inputs)["metadata"]["annotations"]
         assert sorted(annotations["alb.ingress.kubernetes.io/subnets"].split(",")) == lb_subnets
+
+
+def test_the_target_group_drains_for_the_longest_generation(prod_run):
+    """Each model's target group keeps a deregistering pod for preStop + the drain of its slowest
+    slot (the plan's generation cap), within the 0-3600 s ALB allows."""
+    plans, _ = plan_models(validate_settings(stack_settings("prod")), LOCK, "prod")
+    for model, slots in plans.items():
+        a = manifest(prod_run, INGRESS, model)["metadata"]["annotations"]
+        [attribute] = a["alb.ingress.kubernetes.io/target-group-attributes"].split(",")
+        key, value = attribute.split("=")
+        assert key == "deregistration_delay.timeout_seconds"
+        assert int(value) == max(tgi.PRESTOP_SECONDS + p.generation_seconds for p in slots.values()) <= 3600
+        grace = {manifest(prod_run, "kubernetes:apps/v1:Deployment", f"{model}-{s}")["spec"]["template"]["spec"][
+            "terminationGracePeriodSeconds"] for s in slots}
+        assert int(value) < min(grace)  # the pod outlives its last connection
+
+
+def _tags(annotations: dict) -> dict[str, str]:
+    return dict(t.split("=", 1) for t in annotations[exposure.TAGS].split(","))
+
+
+def test_the_load_balancer_carries_the_stacks_cost_tags():
+    ing = manifest(ingress_with_access_logs(cost_tags={"project": "llmserve", "environment": "prod"}), INGRESS)
+    assert ing["metadata"]["annotations"][exposure.TAGS] == "environment=prod,project=llmserve"
+    assert exposure.TAGS not in manifest(ingress_with_access_logs(), INGRESS)["metadata"]["annotations"]
+
+
+def test_cost_tags_agree_across_the_ingress_group_and_the_model_tags_its_target_group(prod_run):
+    """The controller merges the Ingresses' tags onto the one ALB and refuses conflicting values,
+    so every Ingress carries the stack's tags only; each target group adds its Service's tags."""
+    ingresses = [mockrun.reveal(r.inputs)["metadata"] for r in prod_run.of_type(INGRESS)]
+    tags = [_tags(i["annotations"]) for i in ingresses]
+    assert len(ingresses) == 2 and tags[0] and all(t == tags[0] for t in tags)
+    assert "model" not in tags[0]
+    for i in ingresses:
+        service = manifest(prod_run, "kubernetes:core/v1:Service", i["name"])
+        assert _tags(service["metadata"]["annotations"]) == {"model": i["name"]}
+
+
+def test_without_a_load_balancer_the_service_has_no_aws_tags(dev_run):
+    svc = manifest(dev_run, "kubernetes:core/v1:Service")
+    assert exposure.TAGS not in svc["metadata"].get("annotations", {})

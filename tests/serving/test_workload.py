@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 
-from components.offline import mockrun
+import pytest
 
-from ..conftest import TGI, names, run_settings
+from components.offline import mockrun
+from components.planning.catalog import CATALOG
+from components.planning.plans import plan_models
+
+from ..conftest import TGI, names, run_settings, stack_settings, validate_settings
 from .helpers import DEPLOYMENT, JOB, LOCK, container, env, manifest
 
 
@@ -85,11 +89,33 @@ def test_small_models_still_get_five_minutes_to_start(dev_run):
     assert start["periodSeconds"] * start["failureThreshold"] == 300
 
 
-def test_graceful_shutdown_outlasts_tgis_drain(dev_run):
-    spec = manifest(dev_run, DEPLOYMENT)["spec"]["template"]["spec"]
-    pre = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
-    assert pre >= 5
-    assert spec["terminationGracePeriodSeconds"] >= pre + 90  # GRACEFUL_TERMINATION_TIMEOUT 90 s
+def plan_instance_types(stack: str, model: str) -> list[str]:
+    settings = validate_settings(stack_settings(stack))
+    [m] = [m for m in settings.models if m.name == model]
+    [group] = [g for g in settings.gpu_node_groups if g.name == m.node_group]
+    return group.instance_types
+
+
+def _plans(stack: str):
+    plans, errors = plan_models(validate_settings(stack_settings(stack)), LOCK, stack)
+    assert errors == []
+    return plans
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_shutdown_lets_the_longest_generation_finish(stack_runs, stack):
+    """TGI drains for the plan's generation cap, the pod's grace period (which counts the
+    preStop) outlasts preStop + drain, and the cap is no shorter than reading the weights once
+    per new token at the GPU's datasheet bandwidth."""
+    for name, slots in _plans(stack).items():
+        for slot, plan in slots.items():
+            spec = manifest(stack_runs[stack], DEPLOYMENT, f"{name}-{slot}")["spec"]["template"]["spec"]
+            pre = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+            drain = int(env(spec["containers"][0])["GRACEFUL_TERMINATION_TIMEOUT"])  # seconds
+            assert pre >= 5 and drain == plan.generation_seconds
+            slowest = min(CATALOG[t].gpu.memory_bandwidth_gbps for t in plan_instance_types(stack, name))
+            assert drain >= (plan.max_total_tokens - 1) * plan.weights_bytes / plan.num_shard / (slowest * 1e9)
+            assert pre + drain < spec["terminationGracePeriodSeconds"] <= pre + drain + 60
 
 
 def test_pod_is_hardened_except_for_running_as_root(dev_run):
@@ -122,4 +148,6 @@ def test_pulumi_waits_long_enough_and_in_order(prod_run):
     download = 145412407296 / (100 * 2**20)
     assert download < job_s < 3 * 3600  # neither gives up on a healthy download nor waits forever
     assert dep_s > 600 + 300 and dep_s < 2 * 3600  # a GPU node, the image, the cold start
-    assert deployment.custom_timeouts["update"] == deployment.custom_timeouts["create"]
+    # A rollout first waits for an old pod to drain (its GPUs) before a new one starts.
+    grace = manifest(prod_run, DEPLOYMENT, "qwen-72b-blue")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert int(deployment.custom_timeouts["update"].rstrip("s")) >= dep_s + grace
