@@ -51,7 +51,9 @@ class StackConfig(Settings):
         `+ - = . _ : / @`, https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/Using_Tags.html
         #tag-restrictions)."""
         names = sorted({m.name for m in self.models for s in m.resolved_slots() if s.node_group == group})
-        return {"model": "+".join(names)} if names else {}
+        value = "+".join(names)
+        # A tag value holds at most 256 characters (same page): too many models share the group.
+        return {"model": value if len(value) <= 256 else f"shared by {len(names)} models"} if names else {}
 
     @model_validator(mode="after")
     def _references(self) -> "StackConfig":

@@ -102,3 +102,12 @@ def test_a_group_serving_several_models_names_them_all(dev_settings):
         {"instance": "another-7b+qwen-7b", "volume": "another-7b+qwen-7b"}
     # Without aws:defaultTags: the Pulumi project and stack.
     assert lt.inputs["tagSpecifications"][0]["tags"]["environment"] == "test"
+
+
+def test_a_group_serving_too_many_models_for_one_tag_value_says_it_is_shared(dev_settings):
+    """EC2 tag values hold 256 characters: seven 40-character names do not fit."""
+    dev_settings["models"] = [{**dev_settings["models"][0], "name": f"{i}" * 40}
+                              for i in "abcdefg"]
+    dev_settings["gpuNodeGroups"][0]["maxSize"] = 7 * dev_settings["models"][0]["replicas"]["max"]
+    _, lt = _group(run_settings(dev_settings), "llmserve-test-gpu-24g")
+    assert {s["tags"]["model"] for s in lt.inputs["tagSpecifications"]} == {"shared by 7 models"}
