@@ -5,6 +5,7 @@ from pathlib import Path
 import pulumi
 
 from components import config
+from components.engines.registry import MEMORY_MODELS
 from components.engines.vocabulary import VOCABULARY
 from components.infra.addons import Addons, AddonsArgs
 from components.infra.cluster import Cluster, ClusterArgs
@@ -18,13 +19,13 @@ from components.planning.plans import load_plans, read_lock
 from components.serving import alerts, dashboards
 from components.serving.model_service import ModelService, ModelServiceArgs
 from components.serving.shared import Serving, ServingArgs
-from components.serving.slots import slot_specs
+from components.serving.slots import download_image, slot_specs
 
 # Both raise ConfigError, naming every invalid setting or model that cannot work, before any
 # resource is registered. The plans come from the committed lock only: no network here.
 stack = config.load(VOCABULARY)
 lock = read_lock(Path(__file__).parent / LOCK_FILE)
-plans, warnings = load_plans(stack, lock)
+plans, warnings = load_plans(stack, lock, MEMORY_MODELS)
 for warning in warnings:
     pulumi.log.warn(warning)
 cfg = stack.settings
@@ -67,7 +68,8 @@ for group in cfg.gpu_node_groups:
         # What each node advertises: its GPUs, times the time-slicing replicas.
         gpus=min(CATALOG[t].gpus for t in group.instance_types) * (cfg.addons.gpu_time_slicing_replicas or 1),
         tags=tags,
-        cost_tags={**stack.cost_tags, **cfg.model_tag(group.name)},
+        cost_tags=stack.cost_tags,  # stable: in the launch template
+        model_tag=cfg.model_tag(group.name),  # changes with the models: on the ASG only
     ))
 
 k8s = pulumi.ResourceOptions(providers=[cluster.provider])
@@ -90,7 +92,7 @@ cache = ModelCache(f"{name}-cache", ModelCacheArgs(
 monitoring = Monitoring(f"{name}-monitoring", MonitoringArgs(
     config=cfg.monitoring, storage_class=cluster.block_storage_class,
     rule_groups=alerts.rule_groups(cfg.monitoring.alerts, NAMESPACE, cfg.monitoring.runbook_base_url, cfg.monitoring.slo),
-    dashboards={dashboards.DASHBOARD_FILE: dashboards.dashboard(NAMESPACE)},
+    dashboards=dashboards.all_dashboards(NAMESPACE),
     nodes=[cluster.system_nodes],
     alerting_secrets=stack.alerting_secrets,
 ), opts=k8s)
@@ -101,6 +103,8 @@ addons = Addons(f"{name}-addons", AddonsArgs(
     permissions_boundary=cfg.cluster.permissions_boundary_arn,
     prometheus_selector=SELECTED, monitoring=monitoring.stack, nodes=[cluster.system_nodes],
     tags=tags,
+    longest_generation_seconds=max((p.generation_seconds for slots in plans.values()
+                                    for p in slots.values() if p.fits), default=0),
 ), opts=k8s)
 
 ingress = cfg.ingress
@@ -120,6 +124,7 @@ lb_cidrs, lb_subnets = ([], []) if ingress is None else (
 for model in cfg.models:
     ModelService(f"{name}-{model.name}", ModelServiceArgs(
         model=model.name,
+        engine=model.engine,
         namespace=serving.namespace,
         slots=slot_specs(model, cfg, plans, lock),
         active=model.active_slot,
@@ -127,7 +132,7 @@ for model in cfg.models:
         block_evictions=model.evictions == "block",
         storage_class=cache.storage_class_name,
         lb_source_cidrs=lb_cidrs,
-        download_image=model.image,
+        download_image=download_image(model),
         hf_token_secret=serving.hf_token_secret,
         ingress=ingress,
         waf_acl_arn=serving.waf_acl_arn,
@@ -144,7 +149,7 @@ pulumi.export("kubeconfig", cluster.kubeconfig)
 pulumi.export("efsId", cache.file_system.id)
 pulumi.export("storageClass", cache.storage_class_name)
 pulumi.export("modelPlans", {model_name: {slot: {
-    "instanceType": p.instance_type, "numShard": p.num_shard, "maxInputTokens": p.max_input_tokens,
+    "engine": p.engine, "instanceType": p.instance_type, "numShard": p.num_shard, "maxInputTokens": p.max_input_tokens,
     "maxTotalTokens": p.max_total_tokens, "kvCapacityTokens": p.kv_capacity_tokens,
     "hourlyUsdPerReplica": p.hourly_usd,
 } for slot, p in slots.items()} for model_name, slots in plans.items()})

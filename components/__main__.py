@@ -4,10 +4,12 @@
       Runs the Pulumi program of the stack under Pulumi's mocks (no CLI, no cloud) and writes
       what `pulumi up` would create: Kubernetes manifests, Helm releases, AWS resources.
   plan --stack NAME [--json]
-      How each model of the stack fits its node group: shards, TGI limits, cost, cold start.
-  plan --model ID [--metadata LOCKFILE] [--instance-type T] [--num-shard N] [--quantize Q]
-       [--dtype D] [--max-total-tokens N] [--json]
-      What-if: one model (from the lock file) on an instance type, or on the cheapest that fits.
+      How each model slot of the stack fits its node group under its engine: shards, the
+      engine's limits, cost, cold start.
+  plan --model ID [--engine tgi|vllm] [--metadata LOCKFILE] [--instance-type T] [--num-shard N]
+       [--quantize Q] [--dtype D] [--max-total-tokens N] [--json]
+      What-if: one model (from the lock file) under an engine (default tgi) on an instance type,
+      or on the cheapest that fits.
   lock --stack NAME [--lockfile FILE]
       Resolves the stack's models on the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN) into the lock.
 
@@ -23,6 +25,7 @@ import sys
 
 import pulumi
 
+from .engines.registry import ENGINES, MEMORY_MODELS
 from .offline import redact, verbs
 from .offline.verbs import UsageError
 from .planning import planner
@@ -40,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--config-file", help="stack config file to use instead of Pulumi.<stack>.yaml")
     r.set_defaults(func=verbs.render)
 
-    pl = sub.add_parser("plan", help="how models fit GPUs: shards, TGI limits, cost")
+    pl = sub.add_parser("plan", help="how models fit GPUs: shards, engine limits, cost")
     target = pl.add_mutually_exclusive_group(required=True)
     target.add_argument("--stack", help="plan the models of Pulumi.<stack>.yaml")
     target.add_argument("--model", help="what-if: a Hugging Face repo id of the lock file")
@@ -50,7 +53,9 @@ def parser() -> argparse.ArgumentParser:
                     help=f"one of {', '.join(CATALOG)} (default: the cheapest that fits)")
     pl.add_argument("--num-shard", type=int, choices=planner.SHARDS,
                     help="GPUs per replica (default: the fewest that fit)")
-    pl.add_argument("--quantize", choices=planner.QUANTIZE)
+    pl.add_argument("--engine", choices=list(ENGINES), help="with --model: the engine (default tgi)")
+    pl.add_argument("--quantize", choices=list(dict.fromkeys(q for m in MEMORY_MODELS.values() for q in m.quantize)),
+                    help="one of the engine's modes")
     pl.add_argument("--dtype", choices=("float16", "bfloat16"))
     pl.add_argument("--max-total-tokens", type=int, metavar="N")
     pl.add_argument("--json", action="store_true", help="JSON instead of a table")

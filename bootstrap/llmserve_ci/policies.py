@@ -119,7 +119,8 @@ def _read_statements(account: Account, prefix: str) -> list[dict]:
             "ec2:Describe*", "eks:Describe*", "eks:List*", "elasticfilesystem:Describe*",
             "elasticfilesystem:ListTagsForResource", "elasticloadbalancing:Describe*",
             "autoscaling:Describe*", "logs:DescribeLogGroups", "logs:ListTagsForResource",
-            "logs:ListTagsLogGroup", "kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus",
+            "logs:ListTagsLogGroup", "logs:GetDataProtectionPolicy", "kms:DescribeKey",
+            "kms:GetKeyPolicy", "kms:GetKeyRotationStatus",
             "kms:ListAliases", "kms:ListKeys", "kms:ListResourceTags", "wafv2:GetWebACL",
             "wafv2:GetLoggingConfiguration", "wafv2:ListWebACLs", "wafv2:ListTagsForResource",
             "wafv2:DescribeManagedRuleGroup", "backup:DescribeBackupVault",
@@ -222,8 +223,10 @@ def deploy_services_policy(account: Account, prefix: str) -> str:
             "logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:PutRetentionPolicy",
             "logs:DeleteRetentionPolicy", "logs:TagResource", "logs:UntagResource",
             "logs:TagLogGroup", "logs:UntagLogGroup",
-            # The control-plane log group is encrypted with the cluster's key.
-            "logs:AssociateKmsKey", "logs:DisassociateKmsKey"],
+            # The control-plane log group is encrypted with the cluster's key, the container
+            # logs' with a key of their own; the application group masks the API key.
+            "logs:AssociateKmsKey", "logs:DisassociateKmsKey", "logs:PutDataProtectionPolicy",
+            "logs:DeleteDataProtectionPolicy"],
             [account.arn("logs", f"log-group:{group}{suffix}")
              for group in (f"/aws/eks/{prefix}*", f"/aws/containerinsights/{prefix}*",
                            f"aws-waf-logs-{prefix}*") for suffix in ("", ":*")]),

@@ -80,8 +80,9 @@ def error_lines(exc: ValidationError, root: type[BaseModel]) -> list[str]:
     errors = []
     for err in exc.errors():
         path, message = _path(err["loc"]), _message(err, _owner(root, err["loc"]))
-        # A rule across fields names the field it is about: "models[0]" + "dtype: ..."
-        field = re.match(r"^([a-z][A-Za-z]*): (.*)$", message)
+        # A rule across fields names the field it is about: "models[0]" + "dtype: ..." (or
+        # "slots.green.quantize: ...")
+        field = re.match(r"^([a-z][A-Za-z]*(?:\.[a-z][A-Za-z]*)*): (.*)$", message)
         if field:
             path, message = f"{path}.{field[1]}" if path else field[1], field[2]
         errors.append(f"{path}: {message}")

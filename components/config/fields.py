@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Mapping
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 from pydantic.alias_generators import to_camel
@@ -19,15 +19,33 @@ INSTANCE_TYPE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
 
 
 @dataclass(frozen=True)
+class EngineVocabulary:
+    """What one serving engine takes: its quantize modes, those that also take a dtype, its
+    default image, and its name in messages."""
+
+    quantize: tuple[str, ...]
+    quantize_with_dtype: tuple[str, ...]
+    default_image: str
+    label: str
+
+
+@dataclass(frozen=True)
 class Vocabulary:
     """Values the contract accepts but other layers own: the GPU instance types of the planner's
-    catalog and the engine's quantize modes, dtype rule and default image. The callers of
-    `validate_settings` and `load` pass `components.engines.vocabulary.VOCABULARY`."""
+    catalog and the engines (`engine:`, the first the default) with their quantize modes, dtype
+    rule and default image. The callers of `validate_settings` and `load` pass
+    `components.engines.vocabulary.VOCABULARY`."""
 
     gpu_instance_types: tuple[str, ...]
-    quantize: tuple[str, ...]
-    quantize_with_dtype: tuple[str, ...]  # the quantize modes that also take a dtype
-    default_image: str
+    engines: Mapping[str, EngineVocabulary]
+
+    @property
+    def default_engine(self) -> str:
+        return next(iter(self.engines))
+
+    @property
+    def default_image(self) -> str:
+        return self.engines[self.default_engine].default_image
 
 
 def vocabulary(info: ValidationInfo) -> Vocabulary:

@@ -22,6 +22,11 @@ SECRET_KEYS = ("hfToken", "apiKey", *ALERTING_SECRETS)
 SECRET_URLS = (RECEIVER_SECRETS["slack"], HEARTBEAT_SECRET)  # the URL is the credential
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")  # us-east-1, us-gov-west-1, ap-southeast-5
 MIN_API_KEY = 16  # characters: a key clients send; the generated one has 48
+# What a bearer token may be (RFC 6750 section 2.1, b64token), at most 128 characters: the serving
+# engine logs the key at start and the application log group masks a fixed span after it
+# (infra/cluster.py API_KEY_REGEX), which such a key fills without escapes.
+MAX_API_KEY = 128
+API_KEY = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 
 def validate_settings(raw: dict[str, Any], vocabulary: Vocabulary) -> StackConfig:
@@ -77,6 +82,10 @@ def load(vocabulary: Vocabulary) -> Stack:
         elif key == "apiKey" and value is not None and len(str(value)) < MIN_API_KEY:
             errors.append(f"apiKey: at least {MIN_API_KEY} characters (e.g. `pulumi config set "
                           "--secret apiKey \"$(openssl rand -hex 32)\"`), or unset for a generated one")
+        elif key == "apiKey" and value is not None and (len(str(value)) > MAX_API_KEY
+                                                        or not API_KEY.fullmatch(str(value))):
+            errors.append(f"apiKey: at most {MAX_API_KEY} characters of a bearer token (letters, digits, "
+                          "`- . _ ~ + /`, then `=` padding; RFC 6750), e.g. `openssl rand -hex 32`")
         elif key in ALERTING_SECRETS and value is not None and not rc.is_config_secret(f"{PROJECT}:{key}"):
             # Whoever holds a routing key or webhook URL can page or post as the platform. The
             # engine names the --secret keys to the program (set_all_config in pulumi/pulumi

@@ -17,7 +17,8 @@ HF_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9
 class Replicas(Settings):
     min: int = Field(1, ge=1, le=INT32)
     max: int = Field(1, ge=1, le=INT32)
-    # The HPA adds replicas when the average of TGI's tgi_queue_size per pod is above this.
+    # The HPA adds replicas when the average queue per pod is above this: TGI's tgi_queue_size,
+    # vLLM's vllm:num_requests_waiting.
     target_queue_size: int = Field(10, ge=1, le=INT32)
 
     @model_validator(mode="after")
@@ -32,6 +33,7 @@ class ModelSettings(Settings):
 
     id: Optional[str] = None
     revision: Optional[str] = None
+    engine: Optional[str] = None  # the vocabulary's engines; unset: the first (tgi)
     quantize: Optional[str] = None
     dtype: Optional[Literal["float16", "bfloat16"]] = None
     node_group: Optional[str] = None
@@ -39,11 +41,21 @@ class ModelSettings(Settings):
     max_total_tokens: Optional[int] = Field(None, ge=2, le=INT32)
     image: Optional[Image] = None
 
+    @field_validator("engine", mode="before")
+    @classmethod
+    def _engine(cls, v: Any, info: ValidationInfo) -> Any:
+        allowed = list(vocabulary(info).engines)
+        if v is not None and (not isinstance(v, str) or v not in allowed):
+            raise ValueError(f"{v!r} is not one of {', '.join(allowed)}")
+        return v
+
     @field_validator("quantize", mode="before")
     @classmethod
     def _quantize(cls, v: Any, info: ValidationInfo) -> Any:
-        allowed = vocabulary(info).quantize
-        if v is not None and v not in allowed:
+        # Which engine's modes apply is known once the slots are resolved (ModelConfig._slots);
+        # here, any engine's.
+        allowed = list(dict.fromkeys(q for e in vocabulary(info).engines.values() for q in e.quantize))
+        if v is not None and (not isinstance(v, str) or v not in allowed):
             raise ValueError(f"{v!r} is not one of {', '.join(allowed)}")
         return v
 
@@ -63,6 +75,7 @@ class Slot:
     slot: str
     id: str
     revision: str
+    engine: str
     quantize: Optional[str]
     dtype: Optional[str]
     node_group: str
@@ -84,6 +97,14 @@ class ModelConfig(ModelSettings):
     slots: dict[Literal[SLOTS], ModelSettings] = {}  # type: ignore[valid-type]
     active: Optional[Literal[SLOTS]] = None  # type: ignore[valid-type]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_engine(cls, data: Any, info: ValidationInfo) -> Any:
+        # The model's engine is always set: the vocabulary's first (tgi) when unset.
+        if isinstance(data, dict) and data.get("engine") is None:
+            return {**data, "engine": vocabulary(info).default_engine}
+        return data
+
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
@@ -103,8 +124,14 @@ class ModelConfig(ModelSettings):
             raise ValueError("active: required with two slots (blue or green)")
         for slot in self.resolved_slots():
             where = f"slots.{slot.slot}." if self.slots else ""
+            engine = vocabulary(info).engines[slot.engine]
+            if slot.quantize and slot.quantize not in engine.quantize:
+                own = slot.slot in self.slots and "quantize" in self.slots[slot.slot].model_fields_set
+                raise ValueError(f"{where if own else ''}quantize: {slot.quantize!r} is not one of "
+                                 f"{engine.label}'s modes ({', '.join(engine.quantize)})"
+                                 + ("" if own or not self.slots else f", the engine of slots.{slot.slot}"))
             # docs/tgi.md: "Only 1 can be set between dtype and quantize" (bitsandbytes excepted).
-            if slot.dtype and slot.quantize and slot.quantize not in vocabulary(info).quantize_with_dtype:
+            if slot.dtype and slot.quantize and slot.quantize not in engine.quantize_with_dtype:
                 raise ValueError(f"{where}dtype: cannot be set together with quantize "
                                  f"{slot.quantize!r} (TGI allows dtype only with the bitsandbytes modes)")
             if slot.max_input_tokens is not None and slot.max_total_tokens is not None \
@@ -120,7 +147,7 @@ class ModelConfig(ModelSettings):
             value = {f: getattr(override, f) if f in override.model_fields_set else getattr(self, f)
                      for f in ModelSettings.model_fields}
             out.append(Slot(slot=name, id=value["id"], revision=value["revision"] or "main",
-                            quantize=value["quantize"], dtype=value["dtype"],
+                            engine=value["engine"], quantize=value["quantize"], dtype=value["dtype"],
                             node_group=value["node_group"],
                             max_input_tokens=value["max_input_tokens"],
                             max_total_tokens=value["max_total_tokens"],

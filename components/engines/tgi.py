@@ -1,5 +1,6 @@
-"""Text Generation Inference: the container's facts and the workload decisions derived from a
-plan (environment, probes, resources, timeouts). Pure functions, no Pulumi.
+"""Text Generation Inference: the container's facts, the workload decisions derived from a plan
+(environment, probes, resources, timeouts) and TGI's memory model for the planner, as `ENGINE`
+(engines/base.py). Pure functions, no Pulumi.
 
 Facts: docs/tgi.md and huggingface/text-generation-inference v3.3.7
 (launcher/src/main.rs defaults: PORT, PROMETHEUS_PORT 9000, GRACEFUL_TERMINATION_TIMEOUT 90).
@@ -10,17 +11,31 @@ GRACEFUL_TERMINATION_TIMEOUT seconds (`terminate`, Duration::from_secs), then st
 same way. Drain = the cap, so the longest request still finishes; the pod's grace period (which
 counts the preStop too) = preStop + drain + a margin for the shards to exit; the ALB keeps a
 deregistering target for preStop + drain (exposure.py).
+
+Memory, per GPU (shard), after TGI v3.3.7's warmup (server/.../flash_causal_lm.py `warmup`,
+utils/import_utils.py `get_cuda_free_memory`): TGI loads the weights, runs one prefill of
+MAX_BATCH_PREFILL_TOKENS, then takes the free memory minus (1 - CUDA_MEMORY_FRACTION x
+TGI_WIGGLE_ROOM) of the GPU's total, and turns it all into KV-cache blocks; the prefill's
+activations are left in PyTorch's caching allocator when it measures (planning/planner.py counts
+them). KV heads are split over the shards; a single KV head (MQA) is replicated on every shard,
+and otherwise the KV heads must divide by the shards ("`num_key_value_heads` must be divisible by
+`num_shards`", flash_llama_modeling.py). The router then needs the capacity to hold
+MAX_TOTAL_TOKENS and the prefill batch (backends/v3/src/main.rs). Unset, MAX_TOTAL_TOKENS is
+min(capacity, context) and MAX_INPUT_TOKENS is MAX_TOTAL_TOKENS - 1 (warmup).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Optional
 
 from ..config import Slot
 from ..planning.catalog import GpuInstance
-from ..planning.planner import MIB, PRESTOP_SECONDS, Plan
+from ..planning.lock import LockEntry
+from ..planning.planner import MIB, PRESTOP_SECONDS, MemoryModel, Plan, Request
+from .base import Engine, health_probes
+from .base import Resources, pod_resources  # noqa: F401 (their home before base.py)
+
 
 # TGI's newest release (docs/tgi.md: git tags go to v3.3.7; the image is published under
 # the same tag on ghcr.io).
@@ -41,7 +56,6 @@ HUB_CACHE = f"{CACHE_PATH}/hub"
 # requests; the pod keeps serving meanwhile (PRESTOP_SECONDS, planner.py), then TGI drains.
 SHUTDOWN_MARGIN_SECONDS = 15
 MIN_STARTUP_SECONDS = 300
-PROBE_PERIOD_SECONDS = 10
 
 # What `pulumi up` waits for (estimates, deliberately generous): a GPU node launched, joined and
 # its GPUs advertised; the TGI image pulled (several GB compressed); the download from the Hub.
@@ -100,39 +114,13 @@ def startup_seconds(plan: Plan) -> int:
 
 def probes(plan: Plan) -> dict[str, dict]:
     """While TGI loads and warms up nothing listens (connection refused), then /health answers
-    200, or 503 when a shard is unhealthy (docs/tgi.md). Liveness gives a busy server five
-    minutes: /health can fail while the queue is full."""
-    health = {"httpGet": {"path": "/health", "port": "http"}}
-    return {
-        "startupProbe": {**health, "periodSeconds": PROBE_PERIOD_SECONDS, "timeoutSeconds": 5,
-                         "failureThreshold": math.ceil(startup_seconds(plan) / PROBE_PERIOD_SECONDS)},
-        "readinessProbe": {**health, "periodSeconds": PROBE_PERIOD_SECONDS, "timeoutSeconds": 5,
-                           "failureThreshold": 3},
-        "livenessProbe": {**health, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 10},
-    }
+    200, or 503 when a shard is unhealthy (docs/tgi.md)."""
+    return health_probes(startup_seconds(plan))
 
 
 def shm_size_gib(num_shard: int) -> int:
     """/dev/shm for NCCL between shards: 1 GiB is the documented minimum; 1 GiB per shard."""
     return max(1, num_shard)
-
-
-@dataclass(frozen=True)
-class Resources:
-    cpu_request: str
-    cpu_limit: str
-    memory: str  # request and limit (includes the /dev/shm in memory)
-
-
-def pod_resources(instances: Iterable[GpuInstance], num_shard: int) -> Resources:
-    """The share of the smallest instance of the node group that one replica's GPUs stand for,
-    leaving room for the kubelet, system reserve and the node's daemons."""
-    share = [(i.vcpus * num_shard / i.gpus, i.memory_gib * num_shard / i.gpus) for i in instances]
-    vcpus = min(v for v, _ in share)
-    memory = min(m for _, m in share)
-    return Resources(cpu_request=str(max(1, math.floor(vcpus * 0.75))),
-                     cpu_limit=str(max(1, math.floor(vcpus))),
-                     memory=f"{max(4, math.floor(memory * 0.6))}Gi")
 
 
 def download_seconds(weights_bytes: int) -> int:
@@ -184,3 +172,86 @@ def download_script() -> str:
         "print('model in cache at', path)\n"
     )
 
+
+
+# The checks of checkov the TGI image knowingly fails, with their reasons (serving/security.py
+# puts them on the objects).
+_ROOT = ("the TGI image runs as root and fails under any other UID (libpython under /root, "
+         "huggingface/text-generation-inference#3082); privileges, capabilities and the token are dropped instead")
+CHECKOV_SKIPS = {
+    "CKV_K8S_23": _ROOT,
+    "CKV_K8S_40": _ROOT,
+    "CKV_K8S_22": "TGI writes to /tmp and to kernel and compiler caches under the root filesystem",
+    "CKV_K8S_43": "pinned to a release tag by the stack config (models[].image); give tag@sha256:... to pin bytes",
+    "CKV_K8S_15": "the tag is pinned and never moves: IfNotPresent starts pods from the node's cached image "
+                  "when the registry is unreachable",
+}
+SECRET_ENV_SKIP = {"CKV_K8S_35": "TGI reads API_KEY from its environment only (launcher setting)"}
+
+
+# The planner's side (planning/planner.py): TGI's quantize modes and rules (docs/tgi.md).
+QUANTIZE = ("awq", "compressed-tensors", "eetq", "exl2", "gptq", "marlin",
+            "bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4", "fp8")
+BITSANDBYTES = ("bitsandbytes", "bitsandbytes-nf4", "bitsandbytes-fp4")
+PREQUANTIZED = {  # QUANTIZE -> checkpoint quantization methods it loads
+    "awq": frozenset({"awq"}), "gptq": frozenset({"gptq"}), "marlin": frozenset({"marlin", "gptq"}),
+    "exl2": frozenset({"exl2"}), "compressed-tensors": frozenset({"compressed-tensors"}),
+}
+ON_THE_FLY_BITS = {"eetq": 8, "fp8": 8, "bitsandbytes": 8, "bitsandbytes-nf4": 4, "bitsandbytes-fp4": 4}
+CUDA_MEMORY_FRACTION = 1.0  # TGI default (utils/dist.py)
+WIGGLE_ROOM = 0.90  # TGI_WIGGLE_ROOM default (models/globals.py)
+# The launcher's usual MAX_BATCH_PREFILL_TOKENS when unset (4096, at most the context). With
+# chunked prefill (flashinfer, compute capability 8.0+) prompts longer than that are split;
+# without it a whole prompt must fit one prefill.
+DEFAULT_MAX_BATCH_PREFILL_TOKENS = 4096
+
+
+def batch(entry: LockEntry, instance: GpuInstance, req: Request) -> tuple[int, int]:
+    """(MAX_BATCH_PREFILL_TOKENS, sequences of the warmup's sampling: none counted)."""
+    prefill = min(DEFAULT_MAX_BATCH_PREFILL_TOKENS, entry.config.max_position_embeddings)
+    if req.max_input_tokens and not instance.gpu.chunked_prefill:
+        prefill = max(prefill, req.max_input_tokens)  # a whole prompt in one prefill
+    return prefill, 0
+
+
+def rules(entry: LockEntry, instance: GpuInstance, num_shard: int, quantize: Optional[str],
+          req: Request) -> Optional[str]:
+    kv_heads = entry.config.num_key_value_heads
+    if kv_heads > 1 and kv_heads % num_shard:
+        return f"{kv_heads} KV heads cannot be split into {num_shard} shards"
+    if quantize == "exl2" and num_shard > 1:
+        return "exl2 cannot be sharded (TGI refuses NUM_SHARD > 1 with exl2)"
+    if req.quantize == "fp8" and not instance.gpu.fp8:
+        return f"fp8 needs Hopper (H100/H200) or newer; {instance.instance_type} has {instance.gpu.name}"
+    # TGI applies a checkpoint's own quantization even without QUANTIZE (launcher main.rs).
+    if req.dtype and quantize and quantize not in BITSANDBYTES:
+        return (f"dtype and quantize {quantize!r} cannot both be set (TGI: only 1 can be set)"
+                + ("" if req.quantize else "; the checkpoint is quantized, drop dtype"))
+    return None
+
+
+MEMORY = MemoryModel(
+    engine="tgi", label="TGI", quantize=QUANTIZE, quantize_with_dtype=BITSANDBYTES,
+    prequantized=PREQUANTIZED, loads=frozenset(PREQUANTIZED) | {"fp8"},
+    on_the_fly_bits=ON_THE_FLY_BITS, memory_fraction=CUDA_MEMORY_FRACTION * WIGGLE_ROOM,
+    batch=batch, rules=rules)
+
+ENGINE = Engine(
+    name="tgi", default_image=DEFAULT_IMAGE, container="tgi", memory=MEMORY,
+    args=lambda model, slot, plan, revision: [],
+    env=lambda model, slot, plan, revision: launcher_env(slot, plan, revision),
+    api_key_env="API_KEY",  # the launcher's setting (docs/tgi.md)
+    ports=(("http", HTTP_PORT), ("metrics", METRICS_PORT)), metrics_port="metrics",
+    queue_metric="tgi_queue_size", public_routes=PUBLIC_ROUTES, cache_path=CACHE_PATH,
+    probes=probes, termination_grace_seconds=termination_grace_seconds,
+    deregistration_delay_seconds=deregistration_delay_seconds,
+    deployment_timeout_seconds=deployment_timeout_seconds,
+    deployment_update_timeout_seconds=deployment_update_timeout_seconds,
+    shm_size_gib=shm_size_gib,
+    # The TGI image runs as root: any other UID fails to start (libpython under /root,
+    # huggingface/text-generation-inference#3082), so runAsNonRoot cannot be set; TGI writes to
+    # /tmp and kernel caches under the root filesystem (serving/security.py has the reasons).
+    security_context={"readOnlyRootFilesystem": False},
+    checkov_skips={**CHECKOV_SKIPS, **SECRET_ENV_SKIP},
+    runs_downloads=True,
+)

@@ -16,7 +16,7 @@ from pulumi_aws import cloudwatch, eks, iam, kms
 
 from ..config import AccessEntry, SystemNodeGroupConfig
 from ..config.cluster import ADDON_VERSIONS
-from .iam import MANAGED, after, cluster_key_policy, trust_policy
+from .iam import MANAGED, after, cluster_key_policy, container_logs_key_policy, trust_policy
 from .node_group import GPU_TOLERATION, NodeGroup, NodeGroupArgs
 from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
 
@@ -48,6 +48,43 @@ CONTAINER_LOG_GROUPS = ("application", "dataplane", "host")
 LOGS_CONFIGURATION = {"containerLogs": {"enabled": True}, "tolerations": [{"operator": "Exists"}],
                       "containerInsights": {"enabled": False}, "applicationSignals": {"enabled": False},
                       "dcgmExporter": {"enabled": False}, "neuronMonitor": {"enabled": False}}
+# The serving pods' API key in the application log group. TGI's launcher logs its parsed arguments
+# once at every start, `tracing::info!("{:#?}", args)`, the key included (`api_key: Some(` then
+# the key quoted on the next line), and with JSON_OUTPUT=true as one JSON line whose
+# fields.message is that pretty Debug text with its newlines and quotes escaped
+# (huggingface/text-generation-inference@v3.3.7 launcher/src/main.rs, `main`). Fluent Bit ships
+# the line twice in one event: the raw `log` string (escaped once more) and its parsed
+# `log_processed` (Merge_Log, aws-observability/helm-charts@amazon-cloudwatch-observability-6.2.0
+# values.yaml). A data protection policy masks every match on ingestion; only a principal with
+# logs:Unmask reads it back (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/
+# mask-sensitive-log-data.html). Custom data identifiers allow 200 characters of letters, digits,
+# `_ # = @ / ; , -`, space and `^ $ ? [ ] { } | \ * + .` (no parentheses or quotes:
+# https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/CWL-custom-data-identifiers.html), so the
+# match runs from `api_key` over a fixed span after `Some`: at most 16 characters of escaped
+# newline, indentation and quote, then the key (apiKey: at most 128 characters of an RFC 6750
+# b64token, config/load.py; 320 even were each character escaped once more).
+API_KEY_IDENTIFIER = "TgiLauncherApiKey"
+API_KEY_REGEX = "api_key.{1,8}Some.{1,320}"
+
+
+def application_logs_protection(cluster_name: str) -> str:
+    """The data protection policy of the application log group: audit (no findings destination)
+    and mask the launcher's API key (API_KEY_REGEX). The Audit and Deidentify statements must name
+    the same identifiers (PutDataProtectionPolicy, Amazon CloudWatch Logs API Reference)."""
+    identifiers = [API_KEY_IDENTIFIER]
+    return json.dumps({
+        "Name": f"{cluster_name}-application-logs",
+        "Description": "Masks the serving engine's API key in the launcher's logged arguments",
+        "Version": "2021-06-01",
+        "Configuration": {"CustomDataIdentifier": [{"Name": API_KEY_IDENTIFIER, "Regex": API_KEY_REGEX}]},
+        "Statement": [
+            {"Sid": "audit", "DataIdentifier": identifiers,
+             "Operation": {"Audit": {"FindingsDestination": {}}}},
+            {"Sid": "mask", "DataIdentifier": identifiers, "Operation": {"Deidentify": {"MaskConfig": {}}}},
+        ],
+    })
+
+
 # Node health (eks-node-monitoring-agent): node conditions such as AcceleratedHardwareReady (GPU
 # XID errors, DCGM checks) that node auto repair acts on
 # (https://docs.aws.amazon.com/eks/latest/userguide/node-health.html). Its node agent tolerates
@@ -261,7 +298,7 @@ class Cluster(pulumi.ComponentResource):
                   configuration_values=json.dumps(NODE_HEALTH_CONFIGURATION),
                   resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
                   tags=tags, opts=on_nodes)
-        self._container_logs(name, args, cluster_name, key, on_nodes)
+        self._container_logs(name, args, cluster_name, on_nodes)
 
         # Kubernetes is reached only once the access entries are granted (the deployer's too),
         # and they take a while to apply: the provider, which gives up on a cluster it cannot
@@ -289,19 +326,39 @@ class Cluster(pulumi.ComponentResource):
         })
 
     def _container_logs(self, name: str, args: ClusterArgs, cluster_name: pulumi.Output[str],
-                        key: kms.Key, opts: pulumi.ResourceOptions) -> None:
+                        opts: pulumi.ResourceOptions) -> None:
         """Container logs that outlive their node, in log groups created first with the stack's
-        retention and the cluster's key (else Fluent Bit creates them, kept forever)."""
+        retention and a key of their own (else Fluent Bit creates them, kept forever, unencrypted),
+        the application group masking the serving engine's API key."""
         tags = args.tags or {}
-        groups = [cloudwatch.LogGroup(
+        child = pulumi.ResourceOptions(parent=self)
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        # Not the cluster key: its policy was set at CreateKey and the deploy roles may not change
+        # it (no kms:PutKeyPolicy, docs/bootstrap.md). Tagged like every platform key: the deploy
+        # roles create and manage only keys with the platform's tag (bootstrap/llmserve_ci/
+        # policies.py, CreatePlatformKeys, ManagePlatformKeys).
+        key = kms.Key(f"{name}-container-logs", description=f"Container logs encryption for {args.cluster_name}",
+                      enable_key_rotation=True, deletion_window_in_days=30,
+                      policy=account.apply(lambda a: container_logs_key_policy(a, args.region, args.cluster_name)),
+                      # As for the cluster key: the deploy roles may not change key policies, and
+                      # the account keeps administering the key through IAM.
+                      bypass_policy_lockout_safety_check=True,
+                      tags=tags, opts=child)
+        kms.Alias(f"{name}-container-logs", name=f"alias/eks/{args.cluster_name}-container-logs",
+                  target_key_id=key.key_id, opts=child)
+        groups = {group: cloudwatch.LogGroup(
             f"{name}-logs-{group}", name=f"/aws/containerinsights/{args.cluster_name}/{group}",
             retention_in_days=args.log_retention_days, kms_key_id=key.arn, tags=tags,
-            opts=pulumi.ResourceOptions(parent=self)) for group in CONTAINER_LOG_GROUPS]
+            opts=child) for group in CONTAINER_LOG_GROUPS}
+        # In place before Fluent Bit ships a line: masking applies only to events ingested after.
+        protection = cloudwatch.LogDataProtectionPolicy(
+            f"{name}-logs-application-protection", log_group_name=groups["application"].name,
+            policy_document=application_logs_protection(args.cluster_name), opts=child)
         role = PodIdentityRole(f"{name}-cloudwatch", PodIdentityRoleArgs(
             cluster_name=cluster_name, namespace=LOGS_NAMESPACE, service_account=LOGS_SERVICE_ACCOUNT,
             managed_policy_arns=[LOGS_POLICY], associate=False,
             permissions_boundary=args.permissions_boundary_arn, tags=tags),
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=child)
         eks.Addon(f"{name}-container-logs", cluster_name=cluster_name,
                   addon_name="amazon-cloudwatch-observability",
                   addon_version=ADDON_VERSIONS[args.kubernetes_version]["amazon-cloudwatch-observability"],
@@ -309,4 +366,4 @@ class Cluster(pulumi.ComponentResource):
                   pod_identity_associations=[eks.AddonPodIdentityAssociationArgs(
                       service_account=LOGS_SERVICE_ACCOUNT, role_arn=role.role_arn)],
                   resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
-                  tags=tags, opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=groups)))
+                  tags=tags, opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[*groups.values(), protection])))

@@ -46,12 +46,9 @@ def cluster_key_policy(account_id: str, region: str, cluster_name: str, cluster_
     - the account administers the key through IAM (without it the key could become unmanageable,
       https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html);
     - the cluster role uses it only through EKS (`kms:ViaService`), for Secrets;
-    - CloudWatch Logs uses it only for the cluster's log groups, the control plane's and the
-      container logs' (/aws/containerinsights/<cluster>/*), by their encryption context
-      (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html)."""
-    prefix = f"arn:aws:logs:{region}:{account_id}:log-group:"
-    log_groups = [f"{prefix}/aws/eks/{cluster_name}/cluster",
-                  f"{prefix}/aws/containerinsights/{cluster_name}/*"]
+    - CloudWatch Logs uses it only for the cluster's control-plane log group (its encryption
+      context, https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html)."""
+    log_group = f"arn:aws:logs:{region}:{account_id}:log-group:/aws/eks/{cluster_name}/cluster"
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [
@@ -62,7 +59,29 @@ def cluster_key_policy(account_id: str, region: str, cluster_name: str, cluster_
              "Resource": "*",
              "Condition": {"StringEquals": {"kms:ViaService": f"eks.{region}.amazonaws.com",
                                             "kms:CallerAccount": account_id}}},
-            {"Sid": "ClusterLogs", "Effect": "Allow",
+            {"Sid": "ControlPlaneLogs", "Effect": "Allow",
+             "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+             "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+             "Resource": "*",
+             "Condition": {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group}}},
+        ],
+    })
+
+
+def container_logs_key_policy(account_id: str, region: str, cluster_name: str) -> str:
+    """The key policy of the container logs' KMS key (a key of their own: the cluster key's policy
+    stays as it was created, since the deploy roles may not change key policies, docs/bootstrap.md):
+    - the account administers the key through IAM, as for the cluster key;
+    - CloudWatch Logs uses it only for the cluster's container log groups
+      (/aws/containerinsights/<cluster>/*), by their encryption context
+      (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html)."""
+    log_groups = f"arn:aws:logs:{region}:{account_id}:log-group:/aws/containerinsights/{cluster_name}/*"
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "AccountAdministersThroughIam", "Effect": "Allow",
+             "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "ContainerLogs", "Effect": "Allow",
              "Principal": {"Service": f"logs.{region}.amazonaws.com"},
              "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
              "Resource": "*",

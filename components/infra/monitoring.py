@@ -1,5 +1,5 @@
 """Monitoring: kube-prometheus-stack (Prometheus, Alertmanager, Grafana with its dashboards
-sidecar), prometheus-adapter serving TGI's queue size to the autoscalers, and the alert rules and
+sidecar), prometheus-adapter serving each engine's queue to the autoscalers, and the alert rules and
 Grafana dashboards it is given (the serving layer writes them: components/serving/alerts.py,
 dashboards.py). Prometheus and Alertmanager run two replicas each in two zones; Alertmanager
 routes by severity to the receivers of `monitoring.alerting`, reading their keys from a Secret."""
@@ -176,16 +176,36 @@ def prometheus_stack_values(cfg: MonitoringConfig, storage_class: pulumi.Input[s
     }
 
 
+# vLLM's queue for its HPAs: the Prometheus series (with the `namespace` and `pod` labels of the
+# model's PodMonitor) and the name the custom metrics API serves it under, a path segment of
+# /apis/custom.metrics.k8s.io/v1beta1/namespaces/<ns>/pods/*/<name>.
+VLLM_QUEUE_SERIES = "vllm:num_requests_waiting"
+VLLM_QUEUE_METRIC = "vllm_num_requests_waiting"
+
+
+def _per_pod() -> dict:
+    return {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
+
+
 def prometheus_adapter_values() -> dict:
-    """TGI's queue size per pod as a custom metric for the HPA (docs/eks.md)."""
+    """Each engine's queue per pod as a custom metric for the HPA (docs/eks.md): TGI's queue size,
+    and vLLM's requests waiting (vllm-project/vllm@v0.33.0:vllm/v1/metrics/loggers.py). Naming
+    (kubernetes-sigs/prometheus-adapter docs/config.md): `name.matches` selects the series name,
+    `as` is the API's name, here without vLLM's `:`."""
     return {
         "prometheus": {"url": PROMETHEUS_URL, "port": 9090},
         "rules": {"default": False, "custom": [{
             "seriesQuery": 'tgi_queue_size{namespace!="",pod!=""}',
-            "resources": {"overrides": {"namespace": {"resource": "namespace"},
-                                        "pod": {"resource": "pod"}}},
+            "resources": {"overrides": _per_pod()},
             "name": {"matches": "^tgi_queue_size$", "as": "tgi_queue_size"},
             "metricsQuery": "avg(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+        }, {
+            "seriesQuery": f'{VLLM_QUEUE_SERIES}{{namespace!="",pod!=""}}',
+            "resources": {"overrides": _per_pod()},
+            "name": {"matches": f"^{VLLM_QUEUE_SERIES}$", "as": VLLM_QUEUE_METRIC},
+            # One series per engine core (`engine`): a data-parallel pod's waiting requests are
+            # their sum.
+            "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
         }]},
     }
 

@@ -48,8 +48,13 @@ class NodeGroupArgs:
     release_version: Optional[str] = None
     tags: Optional[dict[str, str]] = None
     # On the instances and their volumes, which the provider's default tags do not reach
-    # (Stack.cost_tags, plus the GPU group's `model`).
+    # (Stack.cost_tags): stable tags only, in the launch template, whose every change is a new
+    # version that rolls every node of the group.
     cost_tags: dict[str, str] = field(default_factory=dict)
+    # A GPU group's `model` tag (StackConfig.model_tag), which changes with the models and slots
+    # placed on the group: on its auto-scaling group, propagated to the instances it launches
+    # from then on, never rolling a node (NodeGroup._asg_tags).
+    model_tag: dict[str, str] = field(default_factory=dict)
 
 
 class NodeGroup(pulumi.ComponentResource):
@@ -104,21 +109,32 @@ class NodeGroup(pulumi.ComponentResource):
             # undo its scaling.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]),
         )
-        if args.gpus:
-            self._scale_from_zero(name, args)
+        if args.gpus or args.model_tag:
+            self._asg_tags(name, args)
         self.register_outputs({"nodeGroupName": self.node_group.node_group_name})
 
-    def _scale_from_zero(self, name: str, args: NodeGroupArgs) -> None:
-        """With no node running, the Cluster Autoscaler learns a group's labels, taints and GPUs
-        from these tags on its auto-scaling group (kubernetes/autoscaler cluster-autoscaler/
-        cloudprovider/aws/README.md, "Auto-Discovery Setup", scaling a node group to 0)."""
+    def _asg_tags(self, name: str, args: NodeGroupArgs) -> None:
+        """Tags on the group's auto-scaling group (not the launch template: a change there is a new
+        template version, and EKS rolls every node to it).
+        - With no node running, the Cluster Autoscaler learns a GPU group's labels, taints and GPUs
+          from the node-template tags (kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/
+          README.md, "Auto-Discovery Setup", scaling a node group to 0); not on the instances.
+        - The `model` cost tag, propagated at launch: Amazon EC2 Auto Scaling tags each instance it
+          launches from then on; a changed tag is not applied to running instances and replaces
+          none. Volumes do not get it (propagation reaches instances only): the launch template
+          tags them with the stable cost tags (https://docs.aws.amazon.com/autoscaling/ec2/
+          userguide/ec2-auto-scaling-tagging.html)."""
         asg = self.node_group.resources.apply(lambda r: r[0].autoscaling_groups[0].name)
         prefix = "k8s.io/cluster-autoscaler/node-template"
-        tags = {f"{prefix}/label/{NODE_GROUP_LABEL}": args.group,
-                f"{prefix}/label/{ACCELERATOR_LABEL}": "nvidia",
-                f"{prefix}/taint/{GPU_TAINT['key']}": f"{GPU_TAINT['value']}:NoSchedule",
-                f"{prefix}/resources/nvidia.com/gpu": str(args.gpus)}
-        for i, (key, value) in enumerate(tags.items()):
+        template = {f"{prefix}/label/{NODE_GROUP_LABEL}": args.group,
+                    f"{prefix}/label/{ACCELERATOR_LABEL}": "nvidia",
+                    f"{prefix}/taint/{GPU_TAINT['key']}": f"{GPU_TAINT['value']}:NoSchedule",
+                    f"{prefix}/resources/nvidia.com/gpu": str(args.gpus)} if args.gpus else {}
+        for i, (key, value) in enumerate(template.items()):
             autoscaling.Tag(f"{name}-template-{i}", autoscaling_group_name=asg,
                             tag=autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
+                            opts=pulumi.ResourceOptions(parent=self))
+        for key, value in args.model_tag.items():
+            autoscaling.Tag(f"{name}-{key}-tag", autoscaling_group_name=asg,
+                            tag=autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=True),
                             opts=pulumi.ResourceOptions(parent=self))

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .. import config
 from ..config.stack_file import read as stack_file_config
+from ..engines.registry import DEFAULT_ENGINE, MEMORY_MODELS
 from ..engines.vocabulary import VOCABULARY
 from ..planning import hub, planner
 from ..planning import lock as lockfile
@@ -64,13 +65,13 @@ def _lock_path(path: str | None) -> Path:
     return Path(path) if path else mockrun.PROJECT_DIR / lockfile.LOCK_FILE
 
 
-COLUMNS = (("model", 0), ("instance", 13), ("shards", 6), ("fits", 4), ("weights GiB", 11),
+COLUMNS = (("model", 0), ("engine", 6), ("instance", 13), ("shards", 6), ("fits", 4), ("weights GiB", 11),
            ("KV tokens", 9), ("max input", 9), ("max total", 9), ("prefill", 7), ("$/h", 8),
            ("cold s", 6), ("ms/token", 8), ("gen cap s", 9))
 
 
 def _row(name: str, p: planner.Plan, width: int) -> str:
-    cells = (name, p.instance_type, p.num_shard, "yes" if p.fits else "NO",
+    cells = (name, p.engine, p.instance_type, p.num_shard, "yes" if p.fits else "NO",
              f"{p.weights_bytes / planner.GIB:.1f}", p.kv_capacity_tokens, p.max_input_tokens,
              p.max_total_tokens, p.max_batch_prefill_tokens, f"{p.hourly_usd:.4g}",
              p.cold_start_seconds, p.decode_ms_per_token, p.generation_seconds)
@@ -92,7 +93,7 @@ def plan(args: argparse.Namespace) -> int:
     locked = lockfile.read(_lock_path(args.metadata))
     if args.stack:
         settings = _settings(args.stack, args.config_file)
-        plans, errors = plan_models(settings, locked, args.stack)
+        plans, errors = plan_models(settings, locked, args.stack, MEMORY_MODELS)
         unlocked = [e for e in errors if "is not in" in e or "locked revision" in e]
         if unlocked:
             raise UsageError("\n".join(unlocked))
@@ -109,13 +110,17 @@ def plan(args: argparse.Namespace) -> int:
     if entry is None:
         raise UsageError(f"--model: {args.model} is not in {_lock_path(args.metadata)}: add it to a "
                          "stack and run `python -m components lock --stack NAME`")
+    memory = MEMORY_MODELS[args.engine or DEFAULT_ENGINE]
+    if args.quantize and args.quantize not in memory.quantize:
+        raise UsageError(f"--quantize: {args.quantize!r} is not one of {memory.label}'s modes "
+                         f"({', '.join(memory.quantize)})")
     request = planner.Request(quantize=args.quantize, dtype=args.dtype,
                               max_total_tokens=args.max_total_tokens)
     try:
         chosen = planner.best_plan(
             args.model, entry, request,
             [CATALOG[args.instance_type]] if args.instance_type else CATALOG.values(),
-            [args.num_shard] if args.num_shard else planner.SHARDS)
+            [args.num_shard] if args.num_shard else planner.SHARDS, memory=memory)
     except planner.PlanError as exc:
         raise UsageError(f"--num-shard: {exc}") from None
     if args.json:

@@ -10,7 +10,14 @@ GPU memory is the total `nvidia-smi` reports, not the marketing size: T4 15360, 
 23034, L40S 46068, A100 40GB 40960, A100 80GB 81920, H100 81559 MiB (all listed in
 modal-labs/modal-client PR #2797; the A10G, T4 and H100 values also in
 huggingface/text-generation-inference issues #2671, #1354, #2572), H200 143771 MiB (nvidia-smi
-outputs found with the search tool). Compute capability: NVIDIA's table
+outputs found with the search tool). The planner uses the memory CUDA makes visible
+(`torch.cuda.mem_get_info`'s total, which TGI and vLLM both size from), less than nvidia-smi's:
+measured on an H100 80GB HBM3 (driver 580), 81079 MiB against nvidia-smi's 81559 MiB (issue #12;
+vLLM's logs of an H100 in llm-d/llm-d-benchmark config_explorer/empirical-vllm-memory-results.md
+show the same, 79.18 GiB). The other GPUs are not measured here; the reserve is about the same in
+size, not in proportion, where PyTorch's out-of-memory messages quote a total (T4 14.56 GiB of
+15360 MiB, Zheng-Chong/CatVTON#133; L40S 44.53 GiB of 46068 MiB, Wan-Video/Wan2.1#205: 451 and 469
+MiB), so they are counted with the H100's 480 MiB less. Compute capability: NVIDIA's table
 (developer.nvidia.com/cuda-gpus). TGI picks flashinfer attention, which supports chunked prefill,
 on compute capability 8.0 and newer, and paged attention (no chunking) below (launcher
 `resolve_attention`, v3.3.7). FP8 (`QUANTIZE=fp8`) is counted only on Hopper (H100, H200): TGI
@@ -34,6 +41,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MIB = 1024 * 1024
+H100_CUDA_MIB = 81079  # measured (issue #12): what CUDA makes visible of the H100's 81559 MiB
+CUDA_RESERVE_MIB = 81559 - H100_CUDA_MIB  # assumed for the GPUs not measured
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,11 @@ class Gpu:
     compute_capability: float
     fp8: bool
     memory_bandwidth_gbps: int  # peak, GB/s (datasheet)
+
+    @property
+    def cuda_memory_mib(self) -> int:
+        """The total the engines size from (torch.cuda.mem_get_info), not nvidia-smi's."""
+        return H100_CUDA_MIB if self.name == "H100" else self.memory_mib - CUDA_RESERVE_MIB
 
     @property
     def chunked_prefill(self) -> bool:
@@ -73,6 +87,10 @@ class GpuInstance:
     @property
     def gpu_memory_bytes(self) -> int:
         return self.gpu.memory_mib * MIB
+
+    @property
+    def cuda_memory_bytes(self) -> int:
+        return self.gpu.cuda_memory_mib * MIB
 
 
 def _instance(instance_type: str, gpus: int, gpu: str, hourly_usd: float, vcpus: int,

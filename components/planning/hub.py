@@ -34,7 +34,8 @@ def shape_from_config(config: dict) -> ModelShape:
     fields = dict(model_type=config.get("model_type") or text.get("model_type"),
                   num_hidden_layers=text.get("num_hidden_layers"), hidden_size=text.get("hidden_size"),
                   num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=text.get("head_dim"),
-                  max_position_embeddings=context, vocab_size=text.get("vocab_size"))
+                  max_position_embeddings=context, vocab_size=text.get("vocab_size"),
+                  intermediate_size=text.get("intermediate_size") or text.get("ffn_hidden_size"))
     try:  # absent fields left out: the error says `missing`, not `must be a positive integer`
         return ModelShape.model_validate({k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:

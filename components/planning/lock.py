@@ -62,10 +62,17 @@ class ModelShape(_Strict):
     head_dim: Optional[Count] = None  # null: hidden_size / num_attention_heads
     max_position_embeddings: Count
     vocab_size: Count
+    # The MLP's width (config.json `intermediate_size`; Falcon's `ffn_hidden_size`); absent in
+    # older locks: 4 x hidden_size, the classic transformer's.
+    intermediate_size: Optional[Count] = None
 
     @property
     def dim_per_head(self) -> int:
         return self.head_dim or self.hidden_size // self.num_attention_heads
+
+    @property
+    def mlp_width(self) -> int:
+        return self.intermediate_size or 4 * self.hidden_size
 
 
 class LockEntry(_Strict):

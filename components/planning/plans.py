@@ -1,10 +1,13 @@
 """From a validated stack to plans: every model slot planned on the instance types of its node
-group, from the lock only (no network). Errors name the setting, as the config's do."""
+group under its engine's memory model, from the lock only (no network). Errors name the setting,
+as the config's do. The memory models come from the caller (`engines.registry.MEMORY_MODELS`):
+planning imports no engine."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Mapping
 
 from ..config import ConfigError, Slot, Stack, StackConfig, StorageConfig
 from . import planner
@@ -21,11 +24,13 @@ def slot_request(slot: Slot, storage: StorageConfig) -> planner.Request:
 
 
 Plans = dict[str, dict[str, planner.Plan]]  # model name -> slot -> plan
+MemoryModels = Mapping[str, planner.MemoryModel]  # engine name -> its memory model
 
 
-def plan_models(settings: StackConfig, lock: Lock, stack: str) -> tuple[Plans, list[str]]:
-    """Plans each model slot on the instance types of its node group. Returns the plans (fitting
-    or not), and one error line per slot that is not locked or does not fit."""
+def plan_models(settings: StackConfig, lock: Lock, stack: str,
+                engines: MemoryModels) -> tuple[Plans, list[str]]:
+    """Plans each model slot on the instance types of its node group, under its engine. Returns
+    the plans (fitting or not), and one error line per slot that is not locked or does not fit."""
     groups = {g.name: g for g in settings.gpu_node_groups}
     plans: Plans = {}
     errors = []
@@ -45,10 +50,11 @@ def plan_models(settings: StackConfig, lock: Lock, stack: str) -> tuple[Plans, l
                 continue
             group = groups[slot.node_group]
             request = slot_request(slot, settings.storage)
-            plan = planner.plan_node_group(slot.id, entry, group.instance_types, request)
+            memory = engines[slot.engine]
+            plan = planner.plan_node_group(slot.id, entry, group.instance_types, request, memory)
             plans.setdefault(model.name, {})[slot.slot] = plan
             if not plan.fits:
-                best = planner.cheapest(slot.id, entry, request)
+                best = planner.cheapest(slot.id, entry, request, memory)
                 hint = (f"the cheapest catalog instance that fits: {best.instance_type} with "
                         f"{best.num_shard} shard(s), ${best.hourly_usd}/h per replica" if best
                         else "no catalog instance fits it")
@@ -113,8 +119,8 @@ def drain_limits(settings: StackConfig, plans: Plans) -> tuple[list[str], list[s
             elif cap > idle:
                 warnings.append(f"{setting}: {what}, longer than ingress.idleTimeoutSeconds ({idle} s): "
                                 "the ALB closes a non-streamed request that long as idle: stream it "
-                                "(/generate_stream, \"stream\": true), raise idleTimeoutSeconds (at "
-                                "most 4000) or lower maxTotalTokens")
+                                "(\"stream\": true), raise idleTimeoutSeconds (at most 4000) or lower "
+                                "maxTotalTokens")
     return errors, warnings
 
 
@@ -125,12 +131,12 @@ def read_lock(path: Path) -> Lock:
         raise ConfigError([str(exc)]) from None
 
 
-def load_plans(stack: Stack, lock: Lock) -> tuple[Plans, list[str]]:
+def load_plans(stack: Stack, lock: Lock, engines: MemoryModels) -> tuple[Plans, list[str]]:
     """The plan of every model slot of the stack, from the lock only (no network), and warnings.
     Raises ConfigError for a model that is not locked, does not fit, is gated without hfToken,
     or generates too long to drain behind an ALB, and for node groups too small for the minimum
     replicas."""
-    plans, errors = plan_models(stack.settings, lock, stack.stack)
+    plans, errors = plan_models(stack.settings, lock, stack.stack, engines)
     too_small, warnings = capacity(stack.settings, plans)
     too_long, idle = drain_limits(stack.settings, plans)
     errors += too_small + too_long

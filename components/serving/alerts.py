@@ -1,10 +1,12 @@
-"""Alert rules for TGI and the GPUs, as PrometheusRule groups. Pure functions, no Pulumi.
+"""Alert rules for TGI, vLLM and the GPUs, as PrometheusRule groups. Pure functions, no Pulumi.
 
 Metric names: TGI's as exported, without `_seconds` or `_total` suffixes (docs/tgi.md);
+vLLM's as its `/metrics` writes them, with `:` in the name and `_total` on counters
+(prometheus_client; vllm-project/vllm@v0.33.0:vllm/v1/metrics/loggers.py);
 DCGM exporter's DCGM_FI_DEV_GPU_UTIL (percent), DCGM_FI_DEV_FB_USED / _FB_FREE (MiB),
 DCGM_FI_DEV_XID_ERRORS (the last XID error code); kube-state-metrics'
 kube_deployment_status_replicas_available and kube_deployment_spec_replicas. The PodMonitor of
-each model puts `namespace`, `pod`, `model` and `slot` on TGI's series.
+each model puts `namespace`, `pod`, `model` and `slot` on TGI's and vLLM's series.
 
 The SLOs (`slo_groups`) follow the SRE workbook's multiwindow, multi-burn-rate alerts
 (https://sre.google/workbook/alerting-on-slos/): error ratios recorded per model at each window,
@@ -145,7 +147,8 @@ def rule_groups(t: AlertThresholds, namespace: str, runbook_url: str,
                "same: a GPU node kept by the node group's minSize, or a pod stuck on it without "
                "traffic.", runbook_url),
     ]
-    return [{"name": "tgi", "rules": tgi}, {"name": "gpu", "rules": gpu}, *slo_groups(slo, runbook_url)]
+    return [{"name": "tgi", "rules": tgi}, {"name": "gpu", "rules": gpu}, *slo_groups(slo, runbook_url),
+            {"name": "vllm", "rules": vllm_rules(t, runbook_url)}, *vllm_slo_groups(slo, runbook_url)]
 
 
 def slo_groups(slo: SloConfig, runbook_url: str) -> list[dict]:
@@ -193,3 +196,121 @@ def _burn_alerts(prefix: str, record: str, percent: float, objective: str, runbo
                           f"{{{{ $labels.model }}}} is spending the error budget of its SLO ({objective}, "
                           f"over {SLO_DAYS} days): {spent}, and still now.", runbook_url))
     return out
+
+
+# vLLM v0.33.0 (vllm-project/vllm@v0.33.0): the metrics of vllm/v1/metrics/loggers.py, labelled
+# `model_name` and `engine` (one series per engine core: several per pod with data parallelism).
+# Every request the engine finishes counts once in vllm:request_success_total by its
+# `finished_reason` (vllm/v1/engine/__init__.py FinishReason, recorded in
+# vllm/v1/engine/output_processor.py): `stop`, `length` and `repetition` are answers; `error` is
+# the engine's failure, answered with HTTP 500 (a KV load failure, a paused engine, a failed
+# preprocessing); `abort` is the client that went away (or a shutdown without drain), counted
+# neither way, like TGI's `dropped`. A request refused by the API server's queue limits
+# (--max-num-queued-reqs / --max-num-queued-tokens, unset by default) gets a 503 and counts in
+# vllm:admission_rejections_total{reason}, labelled `model_name` only: the service's failure too,
+# like TGI's `overloaded`.
+VLLM_ANSWERED = ("stop", "length", "repetition")
+VLLM_FAILED = "error"
+VLLM_ENDED = "vllm:request_success_total|vllm:admission_rejections_total"
+VLLM_ERRORS = "model:vllm_request_errors:ratio_rate"  # + window
+VLLM_SLOW_FIRST_TOKEN = "model:vllm_time_to_first_token_slow:ratio_rate"
+# The bounds of vllm:time_to_first_token_seconds (vllm/v1/metrics/buckets.py,
+# TIME_TO_FIRST_TOKEN_BUCKETS; `--custom-histogram-buckets` would replace them, and the program
+# does not set it).
+VLLM_TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
+                     5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+# The first-token objective of vLLM's SLO: requests whose first token comes within this many
+# seconds (queue, prefill and the first decode). A bucket bound, for an exact ratio. Fixed here:
+# the stack's `slo.firstTokenQueueSeconds` is a TGI queue-time bound (config/monitoring.py), not
+# a time to first token, and no setting has a vLLM one yet.
+VLLM_FIRST_TOKEN_SECONDS = 2.5
+# VLLMKVCacheExhausted: the KV cache this full while the scheduler preempts requests (it frees a
+# running request's blocks and recomputes it later when a new token finds no free block:
+# vllm/v1/core/sched/scheduler.py). A share of vllm:kv_cache_usage_perc (0 to 1); no setting yet.
+KV_CACHE_FULL = 0.9
+assert VLLM_FIRST_TOKEN_SECONDS in VLLM_TTFT_BUCKETS
+
+
+def vllm_le(bound: float) -> str:
+    """A bucket bound as vLLM's `/metrics` writes it in `le`: prometheus_client's floatToGoString
+    (prometheus_client/utils.py), Python's repr of the float (`1.0`, `2.5`, `2560.0`), with an
+    exponent only from 1e7 up, which no bound here reaches. Prometheus 3 stores `le` the same way
+    (a float with `.0` on whole numbers), whatever the scrape format."""
+    text = repr(float(bound))
+    assert "e" not in text and text.find(".") <= 6, text
+    return text
+
+
+def vllm_rules(t: AlertThresholds, runbook_url: str) -> list[dict]:
+    """The vLLM models' health, per model, with the thresholds of their TGI counterparts."""
+    q = lambda metric, window: (  # noqa: E731
+        f"histogram_quantile(0.95, sum by ({PER_MODEL}, le) (rate({metric}_bucket[{window}])))")
+    return [
+        _alert("VLLMHighRequestLatency",
+               f"{q('vllm:e2e_request_latency_seconds', '5m')} > {t.p95_latency_seconds}",
+               "10m", "warning", "{{ $labels.model }}: p95 request latency is high",
+               f"95% of requests to {{{{ $labels.model }}}} take longer than "
+               f"{t.p95_latency_seconds} s from arrival to their last token (queue, prefill and "
+               "decode).", runbook_url),
+        # Per pod first: a pod of several engine cores (data parallel) has one series each.
+        _alert("VLLMQueueBacklog",
+               f"max by ({PER_MODEL}) (sum by ({PER_MODEL}, pod) (vllm:num_requests_waiting)) > {t.queue_size}",
+               "10m", "warning", "{{ $labels.model }}: requests are queueing",
+               f"A replica of {{{{ $labels.model }}}} has more than {t.queue_size} requests "
+               "waiting for 10 minutes: the autoscaler is at its maximum or GPU nodes do not come.",
+               runbook_url),
+        # vLLM measures the time to first token itself (arrival to first token, recorded when the
+        # token comes): the threshold is TGI's for the queue time, its stand-in for it.
+        _alert("VLLMHighTimeToFirstToken",
+               f"{q('vllm:time_to_first_token_seconds', '5m')} > {t.p95_queue_seconds}",
+               "10m", "warning", "{{ $labels.model }}: requests wait long for their first token",
+               f"95% of requests to {{{{ $labels.model }}}} get their first token after more than "
+               f"{t.p95_queue_seconds} s: the replicas are full, or the prompts are long.",
+               runbook_url),
+        _alert("VLLMRequestFailures",
+               f"{VLLM_ERRORS}5m > {t.failure_ratio}",
+               "5m", "critical", "{{ $labels.model }}: requests are failing",
+               f"More than {t.failure_ratio:.0%} of the requests to {{{{ $labels.model }}}} fail for "
+               "the service's reasons (finished with `error`, or refused by the queue limits; "
+               "aborted by the client not counted).", runbook_url),
+        # Inter-token latency: one observation per output token after the first.
+        _alert("VLLMSlowTokenGeneration",
+               f"{q('vllm:inter_token_latency_seconds', '10m')} > {t.time_per_token_seconds}",
+               "15m", "warning", "{{ $labels.model }}: tokens are generated slowly",
+               f"95% of the output tokens of {{{{ $labels.model }}}} come more than "
+               f"{t.time_per_token_seconds} s after the previous one: the batches are too large "
+               "for the GPUs.", runbook_url),
+        _alert("VLLMKVCacheExhausted",
+               f"max by ({PER_MODEL}) (vllm:kv_cache_usage_perc) > {KV_CACHE_FULL} "
+               f"and on ({PER_MODEL}) sum by ({PER_MODEL}) (rate(vllm:num_preemptions_total[10m])) > 0",
+               "15m", "warning", "{{ $labels.model }}: the KV cache is full and requests are preempted",
+               f"A replica of {{{{ $labels.model }}}} has used more than {KV_CACHE_FULL:.0%} of its KV "
+               "cache for 15 minutes while the scheduler preempts running requests to recompute "
+               "them later: too many long sequences for the GPU memory.", runbook_url),
+    ]
+
+
+def vllm_slo_groups(slo: SloConfig, runbook_url: str) -> list[dict]:
+    """vLLM's SLOs, with the same objectives and burn rates as TGI's: availability (the engine's
+    failures over the requests that ended) and first token (vLLM's own time to first token)."""
+    answered = "|".join(VLLM_ANSWERED)
+    le = vllm_le(VLLM_FIRST_TOKEN_SECONDS)
+    records = []
+    for w in WINDOWS:
+        # One selector for both counters: the admission rejections have no `finished_reason`.
+        failed = (f'sum by ({PER_MODEL}) (rate({{__name__=~"{VLLM_ENDED}", '
+                  f'finished_reason=~"{VLLM_FAILED}|"}}[{w}]))')
+        ended = (f'sum by ({PER_MODEL}) (rate({{__name__=~"{VLLM_ENDED}", '
+                 f'finished_reason=~"{answered}|{VLLM_FAILED}|"}}[{w}]))')
+        records.append({"record": f"{VLLM_ERRORS}{w}", "expr": f"({failed} or {ended} * 0) / {ended}"})
+        count = f"sum by ({PER_MODEL}) (rate(vllm:time_to_first_token_seconds_count[{w}]))"
+        fast = f'sum by ({PER_MODEL}) (rate(vllm:time_to_first_token_seconds_bucket{{le="{le}"}}[{w}]))'
+        records.append({"record": f"{VLLM_SLOW_FIRST_TOKEN}{w}", "expr": f"({count} - {fast}) / {count}"})
+    alerts = [
+        *_burn_alerts("VLLMAvailability", VLLM_ERRORS, slo.availability_percent,
+                      f"{slo.availability_percent}% of requests without a service failure", runbook_url),
+        *_burn_alerts("VLLMFirstToken", VLLM_SLOW_FIRST_TOKEN, slo.first_token_percent,
+                      f"{slo.first_token_percent}% of requests with their first token within "
+                      f"{VLLM_FIRST_TOKEN_SECONDS:g} s", runbook_url),
+    ]
+    return [{"name": "vllm-slo-ratios", "rules": records}, {"name": "vllm-slo", "rules": alerts}]

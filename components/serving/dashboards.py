@@ -1,11 +1,12 @@
-"""The Grafana dashboard of the models and their GPUs (same metrics as components/serving/alerts.py).
-Pure functions, no Pulumi."""
+"""The Grafana dashboards of the models and their GPUs, one per engine (same metrics as
+components/serving/alerts.py). Pure functions, no Pulumi."""
 
 from __future__ import annotations
 
-from .alerts import ERRORS, SLOW_QUEUE
+from .alerts import ERRORS, SLOW_QUEUE, VLLM_ERRORS, VLLM_FIRST_TOKEN_SECONDS, VLLM_SLOW_FIRST_TOKEN
 
 DASHBOARD_FILE = "llmserve-tgi.json"  # its key in the dashboards ConfigMap
+VLLM_DASHBOARD_FILE = "llmserve-vllm.json"
 
 
 def _panel(i: int, title: str, unit: str, *targets: tuple[str, str]) -> dict:
@@ -37,25 +38,78 @@ def dashboard(namespace: str) -> dict:
          (f"sum by (model) (rate(tgi_request_generated_tokens_sum{{{sel}}}[5m]))", "{{model}}")),
         ("Time per output token", "s", q(0.5, "tgi_request_mean_time_per_token_duration"),
          q(0.95, "tgi_request_mean_time_per_token_duration")),
-        ("GPU utilization", "percent", ("avg by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL)", "{{Hostname}} GPU {{gpu}}")),
-        ("GPU memory used", "percentunit",
-         ("avg by (Hostname, gpu) (DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE))",
-          "{{Hostname}} GPU {{gpu}}")),
+        *GPU_PANELS,
         # The SLOs' recording rules (alerts.slo_groups): the share of requests over the last hour
         # that failed by the service's fault, or waited in the queue beyond the objective.
         ("SLO: bad requests (1h)", "percentunit", (f"{ERRORS}1h{{{sel}}}", "{{model}} failed"),
          (f"{SLOW_QUEUE}1h{{{sel}}}", "{{model}} queued too long")),
     ]
+    return _board("tgi", "TGI", f'label_values(tgi_request_count{{namespace="{namespace}"}}, model)', panels)
+
+
+# DCGM exporter's, for every GPU node whatever its engine.
+GPU_PANELS = (
+    ("GPU utilization", "percent", ("avg by (Hostname, gpu) (DCGM_FI_DEV_GPU_UTIL)", "{{Hostname}} GPU {{gpu}}")),
+    ("GPU memory used", "percentunit",
+     ("avg by (Hostname, gpu) (DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE))",
+      "{{Hostname}} GPU {{gpu}}")),
+)
+
+
+def _board(engine: str, title: str, models: str, panels: list) -> dict:
     return {
-        "uid": "llmserve-tgi", "title": "LLM serving (TGI)", "schemaVersion": 39, "version": 1,
-        "editable": False, "tags": ["llmserve", "tgi"], "time": {"from": "now-6h", "to": "now"},
+        "uid": f"llmserve-{engine}", "title": f"LLM serving ({title})", "schemaVersion": 39, "version": 1,
+        "editable": False, "tags": ["llmserve", engine], "time": {"from": "now-6h", "to": "now"},
         "refresh": "30s",
         "templating": {"list": [
             {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"},
             {"name": "model", "type": "query", "label": "Model", "multi": True, "includeAll": True,
              "datasource": {"type": "prometheus", "uid": "${datasource}"},
-             "query": f'label_values(tgi_request_count{{namespace="{namespace}"}}, model)',
-             "refresh": 2},
+             "query": models, "refresh": 2},
         ]},
         "panels": [_panel(i, title, unit, *targets) for i, (title, unit, *targets) in enumerate(panels)],
     }
+
+
+def vllm_dashboard(namespace: str) -> dict:
+    """The vLLM models' dashboard (variable `model`): requests by how they finished, latency, time
+    to first token, inter-token latency, running and waiting requests, KV cache and preemptions,
+    token throughput, the GPUs, and the SLOs' bad-request ratios. vLLM's metric names as exported
+    (vllm-project/vllm@v0.33.0:vllm/v1/metrics/loggers.py)."""
+    sel = f'namespace="{namespace}", model=~"$model"'
+    q = lambda quantile, metric: (  # noqa: E731
+        f"histogram_quantile({quantile}, sum by (model, le) (rate({metric}_bucket{{{sel}}}[5m])))",
+        f"{{{{model}}}} p{int(quantile * 100)}")
+    panels = [
+        ("Requests per second", "reqps",
+         (f"sum by (model, finished_reason) (rate(vllm:request_success_total{{{sel}}}[5m]))",
+          "{{model}} {{finished_reason}}"),
+         (f"sum by (model) (rate(vllm:admission_rejections_total{{{sel}}}[5m]))", "{{model}} refused")),
+        ("Request latency", "s", q(0.5, "vllm:e2e_request_latency_seconds"),
+         q(0.95, "vllm:e2e_request_latency_seconds"), q(0.99, "vllm:e2e_request_latency_seconds")),
+        ("Time to first token", "s", q(0.5, "vllm:time_to_first_token_seconds"),
+         q(0.95, "vllm:time_to_first_token_seconds"), q(0.99, "vllm:time_to_first_token_seconds")),
+        ("Inter-token latency", "s", q(0.5, "vllm:inter_token_latency_seconds"),
+         q(0.95, "vllm:inter_token_latency_seconds")),
+        ("Requests running and waiting", "short",
+         (f"sum by (model) (vllm:num_requests_running{{{sel}}})", "{{model}} running"),
+         (f"sum by (model) (vllm:num_requests_waiting{{{sel}}})", "{{model}} waiting")),
+        ("KV cache usage", "percentunit",
+         (f"max by (model, pod) (vllm:kv_cache_usage_perc{{{sel}}})", "{{model}} {{pod}}")),
+        ("Tokens per second", "short",
+         (f"sum by (model) (rate(vllm:prompt_tokens_total{{{sel}}}[5m]))", "{{model}} prompt"),
+         (f"sum by (model) (rate(vllm:generation_tokens_total{{{sel}}}[5m]))", "{{model}} generated")),
+        ("Preemptions per second", "short",
+         (f"sum by (model) (rate(vllm:num_preemptions_total{{{sel}}}[5m]))", "{{model}}")),
+        *GPU_PANELS,
+        ("SLO: bad requests (1h)", "percentunit", (f"{VLLM_ERRORS}1h{{{sel}}}", "{{model}} failed"),
+         (f"{VLLM_SLOW_FIRST_TOKEN}1h{{{sel}}}",
+          f"{{{{model}}}} first token after {VLLM_FIRST_TOKEN_SECONDS:g} s")),
+    ]
+    return _board("vllm", "vLLM", f'label_values(vllm:num_requests_running{{namespace="{namespace}"}}, model)',
+                  panels)
+
+
+def all_dashboards(namespace: str) -> dict[str, dict]:
+    """Every dashboard by its file in the ConfigMap."""
+    return {DASHBOARD_FILE: dashboard(namespace), VLLM_DASHBOARD_FILE: vllm_dashboard(namespace)}

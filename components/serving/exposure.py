@@ -1,5 +1,5 @@
 """How clients reach a model: the Service (the active slot only) and, with an ingress configured,
-an Ingress on the shared ALB that exposes only TGI's API routes."""
+an Ingress on the shared ALB that exposes only the active slot's engine's API routes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..config import IngressConfig
-from ..engines import tgi
+from ..engines.base import Engine
 from .labels import MODEL_LABEL, SLOT_LABEL
 from .scope import Scope
 from .shared import ACCESS_LOGS_PREFIX
@@ -47,9 +47,9 @@ def load_balancer_attributes(ing: IngressConfig, access_logs_bucket: Optional[st
     return ",".join(attributes)
 
 
-def service(scope: Scope, active: str, ready: Optional[pulumi.Resource] = None,
+def service(scope: Scope, active: str, engine: Engine, ready: Optional[pulumi.Resource] = None,
             tags: Optional[dict[str, str]] = None) -> k8s.core.v1.Service:
-    """`tags`: the AWS tags of the target group a load balancer sends to it (the model's).
+    """`engine`: the active slot's (its metrics port). `tags`: the AWS tags of the target group a load balancer sends to it (the model's).
     `ready`: the active slot's Deployment. Pulumi's Kubernetes provider returns from a
     Deployment's create or update only once it is available (its await logic, within the
     custom timeout; pulumi_kubernetes apps/v1 Deployment), and a resource that depends on another
@@ -64,20 +64,21 @@ def service(scope: Scope, active: str, ready: Optional[pulumi.Resource] = None,
         # Blue-green: traffic goes to the active slot only.
         "selector": {MODEL_LABEL: scope.model, SLOT_LABEL: active},
         "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
-                  {"name": "metrics", "port": tgi.METRICS_PORT, "targetPort": "metrics",
-                   "protocol": "TCP"}],
+                  {"name": "metrics", "port": engine.port(engine.metrics_port),
+                   "targetPort": engine.metrics_port, "protocol": "TCP"}],
     }, opts=scope.opts(depends_on=[ready] if ready else []))
 
 
 def ingress(scope: Scope, ing: IngressConfig, svc: k8s.core.v1.Service,
-            waf_acl_arn: Optional[pulumi.Input[str]],
+            routes: tuple[tuple[str, str], ...], waf_acl_arn: Optional[pulumi.Input[str]],
             load_balancer_controller: Optional[pulumi.Resource], *,
             deregistration_delay_seconds: int,
             access_logs_bucket: Optional[pulumi.Input[str]] = None,
             subnet_ids: Optional[list[pulumi.Input[str]]] = None,
             cost_tags: Optional[dict[str, str]] = None) -> k8s.networking.v1.Ingress:
-    """`deregistration_delay_seconds`: how long the target group keeps a deregistering pod's
-    connections (tgi.deregistration_delay_seconds of the model's slots).
+    """`routes`: the (path, pathType) pairs the active slot's engine exposes (Engine.public_routes).
+    `deregistration_delay_seconds`: how long the target group keeps a deregistering pod's
+    connections (Engine.deregistration_delay_seconds of the model's slots).
     `cost_tags`: the stack's tags for the ALB and what comes with it.
     `access_logs_bucket`: the stack's access log bucket (Serving.access_logs_bucket); none,
     no access logs. `subnet_ids`: where the load balancer goes; named rather than discovered,
@@ -114,6 +115,6 @@ def ingress(scope: Scope, ing: IngressConfig, svc: k8s.core.v1.Service,
         "rules": [{"host": f"{scope.model}.{ing.domain}", "http": {"paths": [{
             "path": path, "pathType": kind,
             "backend": {"service": {"name": svc.metadata.name, "port": {"name": "http"}}},
-        } for path, kind in tgi.PUBLIC_ROUTES]}}],
+        } for path, kind in routes]}}],
     }, opts=scope.opts(  # the controller's webhooks and class exist first
         depends_on=[load_balancer_controller] if load_balancer_controller else []))

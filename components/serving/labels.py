@@ -10,8 +10,9 @@ SYSTEM_GROUP = "system"  # the node group label of the system nodes
 PROMETHEUS_POD = {"app.kubernetes.io/name": "prometheus"}  # the operator labels Prometheus' pods so
 
 
-def model_labels(model: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "tgi", "app.kubernetes.io/instance": model,
+def model_labels(model: str, engine: str) -> dict[str, str]:
+    """`engine`: the model's own (a slot's pods carry their slot's: workload.slot_labels)."""
+    return {"app.kubernetes.io/name": engine, "app.kubernetes.io/instance": model,
             "app.kubernetes.io/part-of": "llmserve", MODEL_LABEL: model}
 
 

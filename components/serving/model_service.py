@@ -3,9 +3,10 @@
 Per model: a ServiceAccount without a token, the model cache (a ReadWriteMany volume on EFS),
 NetworkPolicies (network_policies.py), a Service selecting the active slot and, with an ingress
 configured, an Ingress on the shared ALB (exposure.py), a PodMonitor (pod_monitor.py). Per slot
-(blue, green): the Job that downloads the pinned revision into the cache (download.py), the
-Deployment, created once the Job is done (workload.py), its autoscaler and disruption budget
-(scaling.py).
+(blue, green), each on its own engine (TGI or vLLM, `SlotSpec.engine`): the Job that downloads
+the pinned revision into the cache (download.py), the Deployment, created once the Job is done
+(workload.py), its autoscaler and disruption budget (scaling.py). The Service and Ingress follow
+the active slot's engine (its ports and public routes).
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class ModelServiceArgs:
     replicas: Replicas
     storage_class: pulumi.Input[str]
     lb_source_cidrs: list[str]  # where the load balancer's traffic and health checks come from
+    # The model's own engine (models[].engine), in the labels of its shared objects; unset, the
+    # first slot's.
+    engine: Optional[str] = None
     # The image the model's settings pin (not a slot's): it runs the download Jobs (huggingface_hub).
     download_image: Optional[str] = None
     block_evictions: bool = False  # models[].evictions: block
@@ -63,7 +67,7 @@ class ModelService(pulumi.ComponentResource):
             aliases=[pulumi.Alias(type_="llmserve:serving:TgiService")]))
         super().__init__("llmserve:serving:ModelService", name, None, opts)
         scope = Scope(parent=self, name=name, model=args.model, namespace=args.namespace,
-                      labels=model_labels(args.model))
+                      labels=model_labels(args.model, args.engine or args.slots[0].engine.name))
 
         account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=scope.metadata(args.model),
                                              automount_service_account_token=False, opts=scope.opts())
@@ -75,7 +79,9 @@ class ModelService(pulumi.ComponentResource):
         }, opts=scope.opts())
 
         # The download Jobs start once they may reach DNS and the Hub (the namespace denies all).
-        network_policies.serving_policy(scope, args.lb_source_cidrs)
+        # Prometheus scrapes each slot's engine on its metrics port (TGI's own, vLLM's http).
+        metrics_ports = list(dict.fromkeys(s.engine.metrics_port for s in args.slots))
+        network_policies.serving_policy(scope, args.lb_source_cidrs, metrics_ports)
         download_policy = network_policies.download_policy(scope)
         self.deployments, jobs = {}, {}
         for spec in args.slots:
@@ -91,15 +97,18 @@ class ModelService(pulumi.ComponentResource):
             scaling.disruption_budget(scope, spec, block=args.block_evictions)
 
         # Blue-green: the selector moves to a slot once its Deployment is ready (exposure.py).
-        service = exposure.service(scope, args.active, ready=self.deployments[args.active],
+        active = next(s for s in args.slots if s.slot.slot == args.active)
+        service = exposure.service(scope, args.active, active.engine, ready=self.deployments[args.active],
                                    tags={"model": args.model} if args.ingress is not None else None)
         self.service_name = service.metadata.name
         if args.ingress is not None:
             # One target group for the model: it drains whichever slot served last.
-            delay = max(tgi.deregistration_delay_seconds(s.plan) for s in args.slots)
-            exposure.ingress(scope, args.ingress, service, args.waf_acl_arn, args.load_balancer_controller,
+            delay = max(s.engine.deregistration_delay_seconds(s.plan) for s in args.slots)
+            exposure.ingress(scope, args.ingress, service, active.engine.public_routes,
+                             args.waf_acl_arn, args.load_balancer_controller,
                              deregistration_delay_seconds=delay, access_logs_bucket=args.access_logs_bucket,
                              subnet_ids=args.lb_subnet_ids, cost_tags=args.cost_tags)
         if args.prometheus_selector is not None:
-            pod_monitor(scope, args.prometheus_selector, args.monitoring)
+            pod_monitor(scope, args.prometheus_selector, args.monitoring,
+                        {s.engine.name: s.engine.metrics_port for s in args.slots})
         self.register_outputs({"service": self.service_name})

@@ -21,7 +21,9 @@ PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name
               "podSelector": {"matchLabels": PROMETHEUS_POD}}
 
 
-def serving_policy(scope: Scope, lb_source_cidrs: list[str]) -> k8s.networking.v1.NetworkPolicy:
+def serving_policy(scope: Scope, lb_source_cidrs: list[str],
+                   metrics_ports: list[str]) -> k8s.networking.v1.NetworkPolicy:
+    """`metrics_ports`: the names of the ports Prometheus scrapes on the slots' pods (Engine.metrics_port)."""
     # `<model>-serving` and `<model>-download` can clash neither with each other's nor with
     # `default-deny`, whatever the model names.
     return k8s.networking.v1.NetworkPolicy(f"{scope.name}-netpol", metadata=scope.metadata(
@@ -33,7 +35,7 @@ def serving_policy(scope: Scope, lb_source_cidrs: list[str]) -> k8s.networking.v
             # (An empty `from` would allow everyone: no load balancer, no rule.)
             *([{"from": [{"ipBlock": {"cidr": c}} for c in lb_source_cidrs],
                 "ports": [{"protocol": "TCP", "port": "http"}]}] if lb_source_cidrs else []),
-            {"from": [PROMETHEUS], "ports": [{"protocol": "TCP", "port": "metrics"}]},
+            {"from": [PROMETHEUS], "ports": [{"protocol": "TCP", "port": p} for p in metrics_ports]},
         ],
         "egress": [DNS],  # serving is offline: weights come from the cache volume
     }, opts=scope.opts())

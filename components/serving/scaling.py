@@ -1,4 +1,4 @@
-"""A slot's HorizontalPodAutoscaler (on TGI's queue per pod) and PodDisruptionBudget."""
+"""A slot's HorizontalPodAutoscaler (on its engine's queue per pod) and PodDisruptionBudget."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ def autoscaler(scope: Scope, spec: SlotSpec, replicas: Replicas,
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment.metadata.name},
         "minReplicas": replicas.min,
         "maxReplicas": replicas.max,
-        # TGI's queue per pod, served to the HPA by the metrics adapter (docs/eks.md).
+        # The engine's queue per pod, served to the HPA by the metrics adapter (docs/eks.md):
+        # TGI's tgi_queue_size, vLLM's vllm:num_requests_waiting.
         "metrics": [{"type": "Pods", "pods": {
-            "metric": {"name": "tgi_queue_size"},
+            "metric": {"name": spec.engine.queue_metric},
             "target": {"type": "AverageValue", "averageValue": str(replicas.target_queue_size)}}}],
         # A GPU replica takes minutes to start: add one at a time, remove slowly.
         "behavior": {

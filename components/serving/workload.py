@@ -1,5 +1,5 @@
-"""The Deployment of a slot: TGI on the GPU nodes of its node group, sized by its plan, started
-once its download Job is done."""
+"""The Deployment of a slot: its engine (TGI, vLLM: `SlotSpec.engine`) on the GPU nodes of its
+node group, sized by its plan, started once its download Job is done."""
 
 from __future__ import annotations
 
@@ -7,18 +7,22 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..config import Replicas
-from ..engines import tgi
 from ..infra.node_group import GPU_TOLERATION, NODE_GROUP_LABEL
 from .labels import MODEL_LABEL, SLOT_LABEL
 from .scope import Scope
-from .security import CHECKOV_SKIPS, SECRET_ENV_SKIP, checkov_skips, hardened, pod_security
+from ..planning.planner import PRESTOP_SECONDS
+from .security import checkov_skips, hardened, pod_security
 from .shared import API_KEY_KEY, API_KEY_SECRET
 from .slots import SlotSpec
 
 
+SCRATCH_SIZE = "10Gi"  # compile and kernel caches, IPC sockets: on the node's disk
+
+
 def slot_labels(scope: Scope, spec: SlotSpec) -> dict[str, str]:
-    return {**scope.labels, SLOT_LABEL: spec.slot.slot, "app.kubernetes.io/component": "server",
-            "app.kubernetes.io/version": tgi.image(spec.slot.image).rsplit(":", 1)[-1][:63]}
+    return {**scope.labels, "app.kubernetes.io/name": spec.engine.name, SLOT_LABEL: spec.slot.slot,
+            "app.kubernetes.io/component": "server",
+            "app.kubernetes.io/version": spec.engine.image(spec.slot.image).rsplit(":", 1)[-1][:63]}
 
 
 def slot_selector(scope: Scope, slot: str) -> dict[str, str]:
@@ -30,16 +34,19 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
                surge: bool = False) -> k8s.apps.v1.Deployment:
     """`surge`: start a new pod before stopping an old one (the model's evictions are blocked,
     so a rollout must not take its only replica down either; the autoscaler adds the node)."""
-    slot, plan = spec.slot, spec.plan
+    slot, plan, engine = spec.slot, spec.plan, spec.engine
     labels, selector = slot_labels(scope, spec), slot_selector(scope, slot.slot)
-    resources = tgi.pod_resources(spec.instances, plan.num_shard)
-    env = [{"name": k, "value": v} for k, v in tgi.launcher_env(slot, plan, spec.revision).items()]
-    env.append({"name": API_KEY_KEY, "valueFrom": {"secretKeyRef": {
+    resources = engine.pod_resources(spec.instances, plan.num_shard)
+    env = [{"name": k, "value": v} for k, v in engine.env(scope.model, slot, plan, spec.revision).items()]
+    # The same Secret for every engine, read into the engine's variable.
+    env.append({"name": engine.api_key_env, "valueFrom": {"secretKeyRef": {
         "name": API_KEY_SECRET, "key": API_KEY_KEY}}})
-    create, update = tgi.deployment_timeout_seconds(plan), tgi.deployment_update_timeout_seconds(plan)
+    args = engine.args(scope.model, slot, plan, spec.revision)
+    create, update = engine.deployment_timeout_seconds(plan), engine.deployment_update_timeout_seconds(plan)
+    scratch = [{"name": name, "mountPath": path} for name, path in engine.scratch]
     return k8s.apps.v1.Deployment(f"{scope.name}-{slot.slot}", metadata=scope.metadata(
         f"{scope.model}-{slot.slot}", labels,
-        annotations=checkov_skips({**CHECKOV_SKIPS, **SECRET_ENV_SKIP}),
+        annotations=checkov_skips(dict(engine.checkov_skips)),
     ), spec={
         # With an autoscaler the replica count is its to set.
         **({} if replicas.max > replicas.min else {"replicas": replicas.min}),
@@ -53,7 +60,8 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
             "serviceAccountName": account.metadata.name,
             "automountServiceAccountToken": False,
             "securityContext": pod_security(),
-            "terminationGracePeriodSeconds": tgi.termination_grace_seconds(plan),
+            "terminationGracePeriodSeconds": engine.termination_grace_seconds(plan),
+            **engine.pod_spec,
             "tolerations": [GPU_TOLERATION],
             "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                 "nodeSelectorTerms": [{"matchExpressions": [{
@@ -63,30 +71,34 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
                  "labelSelector": {"matchLabels": selector}}
                 for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")],
             "containers": [hardened({
-                "name": "tgi",
-                "image": tgi.image(slot.image),
+                "name": engine.container,
+                "image": engine.image(slot.image),
                 "imagePullPolicy": "IfNotPresent",
+                **({"args": args} if args else {}),
                 "env": env,
-                "ports": [{"name": "http", "containerPort": tgi.HTTP_PORT, "protocol": "TCP"},
-                          {"name": "metrics", "containerPort": tgi.METRICS_PORT, "protocol": "TCP"}],
+                "ports": [{"name": name, "containerPort": port, "protocol": "TCP"}
+                          for name, port in engine.ports],
                 "resources": {
                     "requests": {"cpu": resources.cpu_request, "memory": resources.memory,
                                  "nvidia.com/gpu": str(plan.num_shard)},
                     "limits": {"cpu": resources.cpu_limit, "memory": resources.memory,
                                "nvidia.com/gpu": str(plan.num_shard)},
                 },
-                **tgi.probes(plan),
-                # Keep serving while the load balancer deregisters the pod, then TGI drains
-                # (GRACEFUL_TERMINATION_TIMEOUT, the plan's generation cap).
-                "lifecycle": {"preStop": {"sleep": {"seconds": tgi.PRESTOP_SECONDS}}},
-                "volumeMounts": [{"name": "cache", "mountPath": tgi.CACHE_PATH},
-                                 {"name": "shm", "mountPath": "/dev/shm"}],
-            })],
+                **engine.probes(plan),
+                # Keep serving while the load balancer deregisters the pod, then the engine drains
+                # (TGI's GRACEFUL_TERMINATION_TIMEOUT, vLLM's --shutdown-timeout: the plan's
+                # generation cap).
+                "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
+                "volumeMounts": [{"name": "cache", "mountPath": engine.cache_path},
+                                 {"name": "shm", "mountPath": "/dev/shm"}, *scratch],
+            }, engine.security_context)],
             "volumes": [
                 {"name": "cache", "persistentVolumeClaim": {"claimName": cache.metadata.name}},
-                # NCCL between shards needs shared memory (docs/tgi.md).
+                # NCCL between shards needs shared memory (docs/tgi.md, docs/vllm.md).
                 {"name": "shm", "emptyDir": {"medium": "Memory",
-                                             "sizeLimit": f"{tgi.shm_size_gib(plan.num_shard)}Gi"}},
+                                             "sizeLimit": f"{engine.shm_size_gib(plan.num_shard)}Gi"}},
+                # The writable directories of a read-only root filesystem (Engine.scratch).
+                *({"name": name, "emptyDir": {"sizeLimit": SCRATCH_SIZE}} for name, _ in engine.scratch),
             ],
         }},
     }, opts=scope.opts(

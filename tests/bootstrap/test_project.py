@@ -87,6 +87,8 @@ def test_house_style(path):
 CREATES = {
     "aws:autoscaling/tag:Tag": ["autoscaling:CreateOrUpdateTags"],
     "aws:cloudwatch/logGroup:LogGroup": ["logs:CreateLogGroup", "logs:PutRetentionPolicy"],
+    "aws:cloudwatch/logDataProtectionPolicy:LogDataProtectionPolicy": [
+        "logs:PutDataProtectionPolicy", "logs:GetDataProtectionPolicy", "logs:DeleteDataProtectionPolicy"],
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": ["ec2:RevokeSecurityGroupIngress",
                                                           "ec2:RevokeSecurityGroupEgress"],
     "aws:ec2/eip:Eip": ["ec2:AllocateAddress", "ec2:ReleaseAddress"],
@@ -164,6 +166,10 @@ def test_the_platforms_names_fall_within_the_deploy_roles_scopes(stack_runs):
             assert within("Cluster", f"arn:aws:eks:us-east-1:123456789012:cluster/{name}"), name
         elif r.type == "aws:cloudwatch/logGroup:LogGroup":
             assert within("PlatformLogGroups", f"arn:aws:logs:us-east-1:123456789012:log-group:{name}"), name
+        elif r.type == "aws:cloudwatch/logDataProtectionPolicy:LogDataProtectionPolicy":
+            group = r.inputs["logGroupName"]
+            assert within("PlatformLogGroups", f"arn:aws:logs:us-east-1:123456789012:log-group:{group}"), group
+            assert "logs:PutDataProtectionPolicy" in statements["PlatformLogGroups"]["Action"]
         elif r.type == "aws:s3/bucket:Bucket":
             assert within("AccessLogBuckets", f"arn:aws:s3:::{name}"), name
         elif r.type == "aws:kms/alias:Alias":

@@ -112,6 +112,9 @@ CASES = [
     (model(name="7b"), "models[0].name: '7b' is not a DNS-1035 label"),
     (model(name="default"), "models[0].name: 'default' names the ServiceAccount every namespace has"),
     (setting("apiKey", "short"), "apiKey: at least 16 characters"),
+    # The application log group masks a fixed span after the key TGI logs (infra/cluster.py).
+    (setting("apiKey", "k" * 129), "apiKey: at most 128 characters of a bearer token"),
+    (setting("apiKey", 'key-with-a-"quote"-0123'), "apiKey: at most 128 characters of a bearer token"),
     (cluster(publicAccessCidrs=["0.0.0.0/1", "128.0.0.0/1"]),
      "cluster.publicAccessCidrs: together these blocks open at least as many public IPv4 addresses as a /1"),
     (setting("ingress", {**INGRESS, "scheme": "internet-facing", "allowedCidrs": ["52.0.0.0/8"]}),
@@ -120,6 +123,19 @@ CASES = [
     (lambda c: (setting("ingress", INGRESS)(c), model(replicas={"min": 1, "max": 2})(c)),
      "models[0].replicas.min: 1 replica of a model behind the ingress goes down on every node roll"),
     (setting("monitoring", {"alerts": {"p95LatencySeconds": float("inf")}}), "monitoring.alerts.p95LatencySeconds: inf is not allowed"),
+    # engines and their quantize modes
+    (model(engine="sglang"), "models[0].engine: 'sglang' is not one of tgi, vllm"),
+    (model(engine="vllm", quantize="eetq"),
+     "models[0].quantize: 'eetq' is not one of vLLM's modes (awq, awq_marlin, gptq, gptq_marlin, compressed-tensors, fp8_per_tensor"),
+    (model(quantize="fp8_per_tensor"), "models[0].quantize: 'fp8_per_tensor' is not one of TGI's modes (awq,"),
+    (model(slots={"blue": {}, "green": {"engine": "vllm", "quantize": "fp8"}}, active="blue"),
+     "models[0].slots.green.quantize: 'fp8' is not one of vLLM's modes"),
+    (model(quantize="eetq", slots={"blue": {}, "green": {"engine": "vllm"}}, active="blue"),
+     "models[0].quantize: 'eetq' is not one of vLLM's modes (awq, awq_marlin, gptq, gptq_marlin, compressed-tensors, "
+     "fp8_per_tensor, fp8_per_channel, fp8_per_block), the engine of slots.green"),
+    (model(slots={"blue": {"engine": "tensorrt"}}), "models[0].slots.blue.engine: 'tensorrt' is not one of tgi, vllm"),
+    (model(engine=["vllm"]), "models[0].engine: ['vllm'] is not one of tgi, vllm"),
+    (model(engine="vllm", image="vllm/vllm-openai:latest"), "models[0].image: 'vllm/vllm-openai:latest' is not pinned"),
 ]
 
 

@@ -220,3 +220,18 @@ def test_pulumi_up_never_shows_a_token_typed_into_a_setting(dev_settings):
     assert "cluster.kubernetesVersion: '[secret]' is not one of" in str(err.value)
     assert "models[0].quantize: '[secret]' is not one of" in str(err.value)
     assert "PastedByMistake" not in str(err.value) and "not-hf-shaped" not in str(err.value)
+
+
+def test_engine_defaults_to_tgi_and_a_slot_may_run_another(dev_settings):
+    from components.engines.registry import ENGINES
+    settings = validate_settings(dev_settings)
+    [slot] = settings.models[0].resolved_slots()
+    assert settings.models[0].engine == "tgi" and slot.engine == "tgi"
+    dev_settings["models"][0].update(slots={"blue": {}, "green": {"engine": "vllm", "quantize": "fp8_per_tensor"}},
+                                     active="blue")
+    blue, green = validate_settings(dev_settings).models[0].resolved_slots()
+    assert (blue.engine, blue.quantize) == ("tgi", None) and (green.engine, green.quantize) == ("vllm", "fp8_per_tensor")
+    # Each engine's pinned release when `image` is unset.
+    assert ENGINES["tgi"].image(None) == "ghcr.io/huggingface/text-generation-inference:3.3.7"
+    assert ENGINES["vllm"].image(None) == "vllm/vllm-openai:v0.33.0"
+    assert ENGINES["vllm"].image("vllm/vllm-openai:v0.33.0-x86_64") == "vllm/vllm-openai:v0.33.0-x86_64"

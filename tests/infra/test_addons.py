@@ -197,6 +197,28 @@ def test_cluster_autoscaler_may_resize_only_this_cluster(prod_run):
     assert assoc["namespace"] == "kube-system"
 
 
+def _grace_periods(run) -> list[int]:
+    return [mockrun.reveal(d.inputs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            for d in run.of_type("kubernetes:apps/v1:Deployment")
+            if "terminationGracePeriodSeconds" in mockrun.reveal(d.inputs)["spec"]["template"]["spec"]]
+
+
+def test_cluster_autoscaler_lets_serving_pods_drain_for_their_whole_grace_period(stack_runs):
+    """On scale-down the autoscaler cuts a pod's grace period to --max-graceful-termination-sec
+    (600 s unless set, kubernetes/autoscaler cluster-autoscaler/FAQ.md), below what a serving pod
+    may need to finish its longest generation."""
+    from components.infra.addons import max_graceful_termination_seconds
+    from components.planning.planner import MAX_DEREGISTRATION_DELAY_SECONDS
+    for run in stack_runs.values():
+        cap = releases(run)["cluster-autoscaler"]["values"]["extraArgs"]["max-graceful-termination-sec"]
+        assert cap >= MAX_DEREGISTRATION_DELAY_SECONDS + 15  # the planner's bound plus TGI's margin
+        graces = _grace_periods(run)
+        assert graces and max(graces) <= cap
+    # Without a load balancer nothing bounds the drain but the stack's own longest generation.
+    assert max_graceful_termination_seconds(7200) >= 15 + 7200 + 15
+    assert max_graceful_termination_seconds(0) == max_graceful_termination_seconds(600)
+
+
 def test_gpu_groups_can_scale_from_zero(prod_run):
     tags = {}
     for t in prod_run.of_type("aws:autoscaling/tag:Tag"):
@@ -212,8 +234,10 @@ def test_gpu_groups_can_scale_from_zero(prod_run):
 
 
 def test_prometheus_adapter_serves_what_the_hpa_asks_for(prod_run):
-    [rule] = releases(prod_run)["prometheus-adapter"]["values"]["rules"]["custom"]
-    hpa = mockrun.reveal(prod_run.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")[0].inputs)
+    rule = next(r for r in releases(prod_run)["prometheus-adapter"]["values"]["rules"]["custom"]
+                if r["name"]["as"] == "tgi_queue_size")
+    hpa = next(h for h in (mockrun.reveal(r.inputs) for r in prod_run.of_type(
+        "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")) if h["metadata"]["name"] == "qwen-14b-blue")
     assert rule["name"]["as"] == hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "tgi_queue_size"
     assert rule["seriesQuery"] == 'tgi_queue_size{namespace!="",pod!=""}'
     assert rule["resources"]["overrides"] == {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}

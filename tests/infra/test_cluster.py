@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -15,6 +16,9 @@ from ..conftest import inputs, names, run_settings
 CLUSTER = "aws:eks/cluster:Cluster"
 ADDON = "aws:eks/addon:Addon"
 STORAGE_CLASS = "kubernetes:storage.k8s.io/v1:StorageClass"
+KEY = "aws:kms/key:Key"
+CLUSTER_KEY = "llmserve-prod-secrets"
+LOGS_KEY = "llmserve-prod-container-logs"
 
 
 def test_endpoint_is_private_with_public_access_only_from_configured_cidrs(dev_run, prod_run):
@@ -35,8 +39,9 @@ def test_no_cidrs_means_a_private_only_endpoint(dev_settings):
 def test_cluster_settings(prod_run):
     c = inputs(prod_run, CLUSTER)
     assert c["name"] == "llmserve-prod" and c["version"] == "1.35"
-    key = prod_run.one("aws:kms/key:Key")
+    key = prod_run.one(KEY, CLUSTER_KEY)
     assert key.inputs["enableKeyRotation"] is True
+    assert c["encryptionConfig"]["provider"]["keyArn"] == key.outputs["arn"]
     assert c["encryptionConfig"] == {"resources": ["secrets"],
                                      "provider": {"keyArn": mockrun.reveal(c["encryptionConfig"]["provider"]["keyArn"])}}
     assert c["encryptionConfig"]["provider"]["keyArn"].startswith("arn:aws:kms:")
@@ -191,19 +196,57 @@ def test_encrypted_gp3_is_the_default_block_storage(dev_run):
 
 
 def test_the_cluster_key_has_an_explicit_policy_and_encrypts_the_logs(prod_run):
-    key = prod_run.one("aws:kms/key:Key")
+    key = prod_run.one(KEY, CLUSTER_KEY)
     policy = {s["Sid"]: s for s in json.loads(key.inputs["policy"])["Statement"]}
     assert policy["AccountAdministersThroughIam"]["Principal"] == {"AWS": f"arn:aws:iam::{mockrun.ACCOUNT}:root"}
     role = next(r for r in prod_run.of_type("aws:iam/role:Role") if r.name.endswith("-cluster-role"))
     eks = policy["ClusterRoleThroughEks"]
     assert eks["Principal"] == {"AWS": role.outputs["arn"]}
     assert eks["Condition"]["StringEquals"]["kms:ViaService"] == "eks.us-east-1.amazonaws.com"
-    logs = policy["ClusterLogs"]
+    logs = policy["ControlPlaneLogs"]
     assert logs["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"}
     group = prod_run.one("aws:cloudwatch/logGroup:LogGroup", "llmserve-prod-logs")
-    assert f"arn:aws:logs:us-east-1:{mockrun.ACCOUNT}:log-group:{group.inputs['name']}" in \
-        logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    assert logs["Condition"] == {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn":
+                                               f"arn:aws:logs:us-east-1:{mockrun.ACCOUNT}:log-group:{group.inputs['name']}"}}
     assert group.inputs["kmsKeyId"] == key.outputs["arn"]
+
+
+def test_the_cluster_key_policy_is_the_one_it_was_created_with():
+    """The deploy roles may not change a key policy (no kms:PutKeyPolicy, docs/bootstrap.md): a
+    change to the cluster key's would fail every deploy. This is the policy the key was created
+    with, byte for byte; what else needs a key gets one of its own."""
+    from components.infra.iam import cluster_key_policy
+    assert cluster_key_policy("123456789012", "us-east-1", "c", "arn:aws:iam::123456789012:role/r") == (
+        '{"Version": "2012-10-17", "Statement": ['
+        '{"Sid": "AccountAdministersThroughIam", "Effect": "Allow", "Principal": {"AWS": '
+        '"arn:aws:iam::123456789012:root"}, "Action": "kms:*", "Resource": "*"}, '
+        '{"Sid": "ClusterRoleThroughEks", "Effect": "Allow", "Principal": {"AWS": '
+        '"arn:aws:iam::123456789012:role/r"}, "Action": ["kms:Encrypt", "kms:Decrypt", '
+        '"kms:DescribeKey", "kms:CreateGrant", "kms:ListGrants"], "Resource": "*", "Condition": '
+        '{"StringEquals": {"kms:ViaService": "eks.us-east-1.amazonaws.com", "kms:CallerAccount": '
+        '"123456789012"}}}, '
+        '{"Sid": "ControlPlaneLogs", "Effect": "Allow", "Principal": {"Service": '
+        '"logs.us-east-1.amazonaws.com"}, "Action": ["kms:Encrypt*", "kms:Decrypt*", '
+        '"kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"], "Resource": "*", "Condition": '
+        '{"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": '
+        '"arn:aws:logs:us-east-1:123456789012:log-group:/aws/eks/c/cluster"}}}]}')
+
+
+def test_container_logs_have_a_key_of_their_own_the_deploy_role_may_create(prod_run):
+    key = prod_run.one(KEY, LOGS_KEY)
+    assert key.inputs["enableKeyRotation"] is True and key.inputs["deletionWindowInDays"] == 30
+    assert key.inputs["bypassPolicyLockoutSafetyCheck"] is True
+    # The deploy roles create only keys carrying the platform's tag (CreatePlatformKeys).
+    assert key.inputs["tags"]["llmserve/cluster"] == "llmserve-prod"
+    policy = json.loads(key.inputs["policy"])["Statement"]
+    assert [s["Sid"] for s in policy] == ["AccountAdministersThroughIam", "ContainerLogs"]
+    assert policy[0]["Principal"] == {"AWS": f"arn:aws:iam::{mockrun.ACCOUNT}:root"}
+    assert policy[0]["Action"] == "kms:*"
+    assert policy[1]["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"}
+    assert policy[1]["Condition"] == {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+        f"arn:aws:logs:us-east-1:{mockrun.ACCOUNT}:log-group:/aws/containerinsights/llmserve-prod/*"}}
+    alias = prod_run.one("aws:kms/alias:Alias", LOGS_KEY)
+    assert alias.inputs["name"] == "alias/eks/llmserve-prod-container-logs"
 
 
 @pytest.mark.parametrize("version", ["1.35", "1.36"])
@@ -237,17 +280,16 @@ def test_container_logs_ship_from_every_node_into_log_groups_that_expire(prod_ru
     # Logs only: no per-observation metrics, no second DCGM exporter beside the GPU operator's.
     for off in ("containerInsights", "applicationSignals", "dcgmExporter"):
         assert values[off] == {"enabled": False}
-    key = prod_run.one("aws:kms/key:Key")
+    key = prod_run.one(KEY, LOGS_KEY)
     groups = {g.inputs["name"]: g for g in prod_run.of_type("aws:cloudwatch/logGroup:LogGroup")}
     for kind in ("application", "dataplane", "host"):
         group = groups[f"/aws/containerinsights/llmserve-prod/{kind}"]
         assert group.inputs["retentionInDays"] == 365
         assert group.inputs["kmsKeyId"] == key.outputs["arn"]
         assert group.name in names(addon.dependencies)  # before Fluent Bit could create it
-    policy = {s["Sid"]: s for s in json.loads(key.inputs["policy"])["Statement"]}
-    allowed = policy["ClusterLogs"]["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
-    prefix = f"arn:aws:logs:us-east-1:{mockrun.ACCOUNT}:log-group:"
-    assert f"{prefix}/aws/containerinsights/llmserve-prod/*" in allowed
+    protection = prod_run.one("aws:cloudwatch/logDataProtectionPolicy:LogDataProtectionPolicy")
+    assert protection.inputs["logGroupName"] == "/aws/containerinsights/llmserve-prod/application"
+    assert protection.name in names(addon.dependencies)  # masking only covers later events
     [association] = mockrun.reveal(addon.inputs)["podIdentityAssociations"]
     assert association["serviceAccount"] == "cloudwatch-agent"
     role = next(r for r in prod_run.of_type("aws:iam/role:Role") if r.outputs["arn"] == association["roleArn"])
@@ -266,3 +308,98 @@ def test_gp3_volumes_carry_the_cost_tags(prod_run, dev_settings):
     params = inputs(run_settings(dev_settings), STORAGE_CLASS, "llmserve-test-gp3")["parameters"]
     assert {v for k, v in params.items() if k.startswith("tagSpecification_")} == \
         {"project=llmserve", "environment=test"}
+
+
+# TGI v3.3.7's launcher at start: `tracing::info!("{:#?}", args)` (launcher/src/main.rs), Rust's
+# pretty Debug of its Args struct (4-space indent, an Option's value on a line of its own), as
+# tracing-subscriber's JSON formatter writes it (JSON_OUTPUT=true): one line, the text in
+# fields.message.
+API_KEY = "Zq3xY7wP0aB5cD8eF1gH4iJ6kL9mN2oP5qR8sT1uV4wX7yZ0"  # as generated: 48 alphanumerics
+
+
+def _debug(value) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    return f'Some(\n        "{value}",\n    )'
+
+
+def _launcher_args(api_key) -> str:
+    fields = [("model_id", '"/data/hub/models--Qwen--Qwen2.5-7B-Instruct"'), ("revision", _debug("a09a354")),
+              ("validation_workers", "2"), ("num_shard", _debug(1)), ("port", "8080"),
+              ("json_output", "true"), ("otlp_endpoint", "None"),
+              ("otlp_service_name", '"text-generation-inference.router"'), ("cors_allow_origin", "[]"),
+              ("api_key", _debug(api_key)), ("watermark_gamma", "None"), ("watermark_delta", "None"),
+              ("ngrok", "false"), ("ngrok_authtoken", "None"), ("ngrok_edge", "None"),
+              ("tokenizer_config_path", "None"), ("disable_grammar_support", "false"), ("env", "false"),
+              ("max_client_batch_size", "4"), ("lora_adapters", "None"), ("usage_stats", "Off"),
+              ("payload_limit", "2000000"), ("enable_prefill_logprobs", "false"),
+              ("graceful_termination_timeout", "90")]
+    return "Args {\n" + "".join(f"    {k}: {v},\n" for k, v in fields) + "}"
+
+
+def _tgi_line(message: str) -> str:
+    return json.dumps({"timestamp": "2026-12-02T00:28:12.345678Z", "level": "INFO",
+                       "fields": {"message": message}, "target": "text_generation_launcher"},
+                      separators=(",", ":"))
+
+
+def _fluent_bit_event(line: str) -> str:
+    """What Fluent Bit of amazon-cloudwatch-observability 6.2.0 puts into the application log
+    group for one container line: the CRI record with `log` (the raw line) and, Merge_Log On,
+    `log_processed` (the line parsed), plus the kubernetes filter's metadata."""
+    return json.dumps({"time": "2026-12-02T00:28:12.345678901Z", "stream": "stdout", "_p": "F",
+                       "log": line, "log_processed": json.loads(line),
+                       "kubernetes": {"pod_name": "qwen-7b-blue-5d9f7c6b8-x2x9q", "namespace_name": "llm",
+                                      "container_name": "tgi", "host": "ip-10-0-1-23.ec2.internal"}},
+                      separators=(",", ":"))
+
+
+def _masked(text: str) -> str:
+    """CloudWatch Logs masks every match of a custom data identifier (Python's `re` reads the
+    identifier's regex, which uses only the syntax both share)."""
+    from components.infra.cluster import API_KEY_REGEX
+    return re.sub(API_KEY_REGEX, lambda m: "*" * len(m.group()), text)
+
+
+@pytest.mark.parametrize("key", [API_KEY, "0123456789abcdef" * 4, "k" * 16, "a-b.c_d~e+f/g0123" * 7 + "a==",
+                                 "x" * 128])
+def test_the_launcher_args_line_masks_the_api_key_in_every_shape_fluent_bit_ships(key):
+    line = _tgi_line(_launcher_args(key))
+    assert key in line and "api_key: Some(\\n        \\\"" in line  # the real shape, escaped once
+    event = _fluent_bit_event(line)
+    assert event.count(key) == 2  # `log` (escaped twice) and `log_processed` (once)
+    for text in (line, event):
+        masked = _masked(text)
+        assert key not in masked
+        assert "model_id" in masked and "json_output: true" in masked  # the rest stays readable
+
+
+def test_ordinary_lines_are_not_masked():
+    without_key = _tgi_line(_launcher_args(None))
+    assert "api_key: None" in without_key
+    for line in (without_key, _tgi_line("Starting Webserver"),
+                 _tgi_line("Args are not logged here; the api_key is set"),
+                 _tgi_line("Successfully downloaded weights for Qwen/Qwen2.5-7B-Instruct"),
+                 '{"timestamp":"2026-12-02T00:28:14Z","level":"INFO","message":"Success",'
+                 '"target":"text_generation_router::server","filename":"router/src/server.rs"}'):
+        assert _masked(_fluent_bit_event(line)) == _fluent_bit_event(line)
+
+
+def test_the_application_log_group_masks_the_launchers_api_key(prod_run):
+    from components.infra.cluster import API_KEY_IDENTIFIER, API_KEY_REGEX
+    protection = prod_run.one("aws:cloudwatch/logDataProtectionPolicy:LogDataProtectionPolicy")
+    policy = json.loads(protection.inputs["policyDocument"])
+    assert policy["Version"] == "2021-06-01"
+    assert policy["Configuration"] == {"CustomDataIdentifier": [{"Name": API_KEY_IDENTIFIER, "Regex": API_KEY_REGEX}]}
+    audit, mask = policy["Statement"]
+    assert audit["DataIdentifier"] == mask["DataIdentifier"] == [API_KEY_IDENTIFIER]
+    assert audit["Operation"] == {"Audit": {"FindingsDestination": {}}}
+    assert mask["Operation"] == {"Deidentify": {"MaskConfig": {}}}
+    # Custom data identifiers: a regex of at most 200 characters from a small alphabet (no
+    # parentheses, quotes or colons), a name of letters, digits, `_` and `-`.
+    assert len(API_KEY_REGEX) <= 200 and re.fullmatch(r"[A-Za-z0-9_#=@/;, \-^$?\[\]{}|\\*+.]+", API_KEY_REGEX)
+    assert re.fullmatch(r"[A-Za-z0-9_-]{1,128}", API_KEY_IDENTIFIER)

@@ -1,6 +1,6 @@
 """Monitoring that pages and survives: Alertmanager's routing checked and route-tested by amtool,
 two replicas of Prometheus and Alertmanager across zones, size-bounded retention, CRDs that
-upgrade with the chart."""
+upgrade with the chart; prometheus-adapter serving each engine's queue to the HPAs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from components.infra.monitoring import alertmanager_config
+from components.infra.monitoring import VLLM_QUEUE_METRIC, alertmanager_config
 from components.offline import mockrun
 
 from ..charts import chart_values, unknown_keys
@@ -178,3 +178,71 @@ def test_crds_upgrade_with_the_chart(prod_run):
     assert job["enabled"] is True and job["forceConflicts"] is True
     assert job["image"]["busybox"]["tag"] not in ("", "latest")
     assert unknown_keys(CHART, {"crds": crds}) == []
+
+
+# prometheus-adapter: each engine's queue per pod in the custom metrics API, for the HPAs.
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool (Debian package prometheus) is not installed; .ci/run installs it")
+
+
+def _adapter_rules(run) -> list[dict]:
+    [release] = [r for r in run.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "prometheus-adapter"]
+    return mockrun.reveal(release.inputs)["values"]["rules"]["custom"]
+
+
+def test_the_adapter_serves_vllms_waiting_requests_per_pod(prod_run):
+    rules = {r["name"]["as"]: r for r in _adapter_rules(prod_run)}
+    assert set(rules) == {"tgi_queue_size", VLLM_QUEUE_METRIC}  # TGI's rule kept
+    vllm = rules["vllm_num_requests_waiting"]
+    # vLLM's gauge as exported (vllm-project/vllm@v0.33.0:vllm/v1/metrics/loggers.py), with the
+    # PodMonitor's namespace and pod labels that tie it to the pods.
+    assert vllm["seriesQuery"] == 'vllm:num_requests_waiting{namespace!="",pod!=""}'
+    assert vllm["name"] == {"matches": "^vllm:num_requests_waiting$", "as": "vllm_num_requests_waiting"}
+    assert vllm["resources"] == {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}}
+    for name, rule in rules.items():
+        # The API's name is a path segment (.../pods/*/<name>): no `/`, `%` or `:`, not . or ..
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", name), name
+        # `matches` is anchored on one series name: the rules cannot overlap (docs/config.md).
+        assert re.fullmatch(r"\^[a-z_:]+\$", rule["name"]["matches"])
+
+
+def test_every_hpa_metric_has_an_adapter_rule(prod_run):
+    served = {r["name"]["as"] for r in _adapter_rules(prod_run)}
+    hpas = [mockrun.reveal(h.inputs) for h in prod_run.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")]
+    assert hpas
+    for hpa in hpas:
+        for metric in hpa["spec"]["metrics"]:
+            if metric["type"] == "Pods":
+                assert metric["pods"]["metric"]["name"] in served, hpa["metadata"]
+
+
+def _adapter_query(rule: dict, pods: list[str]) -> str:
+    """The query the adapter sends for pods of namespace llm (docs/config.md, Querying): Series
+    the Prometheus name, LabelMatchers the pods and namespace, GroupBy the pod label."""
+    series = re.fullmatch(r"\^(.+)\$", rule["name"]["matches"])[1]
+    return (rule["metricsQuery"].replace("<<.Series>>", series)
+            .replace("<<.LabelMatchers>>", f'pod=~"{"|".join(pods)}",namespace="llm"')
+            .replace("<<.GroupBy>>", "pod"))
+
+
+@needs_promtool
+def test_the_adapter_query_sums_a_pods_engine_cores(prod_run, tmp_path):
+    """promtool evaluates the query the adapter makes of the vLLM rule: a pod's waiting requests
+    are those of all its engine cores (one series per `engine`), one value per pod."""
+    rule = next(r for r in _adapter_rules(prod_run) if r["name"]["as"] == VLLM_QUEUE_METRIC)
+    pod = 'namespace="llm", model="qwen-7b", slot="blue", model_name="qwen-7b"'
+    series = [{"series": f'vllm:num_requests_waiting{{{pod}, pod="qwen-7b-blue-1", engine="0"}}', "values": "3x5"},
+              {"series": f'vllm:num_requests_waiting{{{pod}, pod="qwen-7b-blue-1", engine="1"}}', "values": "4x5"},
+              {"series": f'vllm:num_requests_waiting{{{pod}, pod="qwen-7b-blue-2", engine="0"}}', "values": "1x5"},
+              {"series": 'vllm:num_requests_waiting{namespace="other", pod="qwen-7b-blue-1", engine="0"}', "values": "50x5"}]
+    (tmp_path / "empty.yaml").write_text("groups: []\n")
+    tests = {"rule_files": [str(tmp_path / "empty.yaml")], "evaluation_interval": "1m", "tests": [
+        {"interval": "1m", "input_series": series, "promql_expr_test": [
+            {"expr": _adapter_query(rule, ["qwen-7b-blue-1", "qwen-7b-blue-2"]), "eval_time": "2m",
+             "exp_samples": [{"labels": '{pod="qwen-7b-blue-1"}', "value": 7},
+                             {"labels": '{pod="qwen-7b-blue-2"}', "value": 1}]}]}]}
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests))
+    result = subprocess.run([PROMTOOL, "test", "rules", str(tmp_path / "test.yaml")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

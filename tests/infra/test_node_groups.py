@@ -10,6 +10,7 @@ from ..conftest import run_settings
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+ASG_TAG = "aws:autoscaling/tag:Tag"
 
 
 def _group(run, name):
@@ -86,28 +87,51 @@ def test_groups_are_pinned_to_the_cluster_version_and_their_release_version(dev_
     assert "releaseVersion" not in gpu
 
 
-def test_instances_and_volumes_carry_the_cost_tags_and_the_models_they_serve(prod_run):
+def _model_tags(run, name) -> list[dict]:
+    """The group's `model` tags on its auto-scaling group."""
+    return [t.inputs["tag"] for t in run.of_type(ASG_TAG) if t.name == f"{name}-model-tag"]
+
+
+def test_instances_and_volumes_carry_the_stable_cost_tags_and_instances_the_models_they_serve(prod_run):
     for group, model in [("l40s", "qwen-14b"), ("l40s-x4", "qwen-72b"), ("system", None)]:
-        _, lt = _group(prod_run, f"llmserve-prod-{group}")
+        name = f"llmserve-prod-{group}"
+        _, lt = _group(prod_run, name)
+        assert [s["resourceType"] for s in lt.inputs["tagSpecifications"]] == ["instance", "volume"]
         for spec in lt.inputs["tagSpecifications"]:
             assert spec["tags"]["project"] == "llmserve" and spec["tags"]["environment"] == "prod"
-            assert spec["tags"].get("model") == model
+            # Not in the launch template: a changed tag there is a new version, rolling every node.
+            assert "model" not in spec["tags"]
+        # On the auto-scaling group, tagging the instances it launches.
+        tags = _model_tags(prod_run, name)
+        if model is None:
+            assert tags == []
+        else:
+            [tag] = tags
+            assert tag["key"] == "model" and tag["propagateAtLaunch"] is True
+            assert model in tag["value"].split("+")
 
 
-def test_a_group_serving_several_models_names_them_all(dev_settings):
+def test_a_model_change_leaves_the_launch_templates_as_they_were(dev_settings):
+    """Adding a model, or a blue-green slot landing on a group, retags its auto-scaling group:
+    the launch template, and so the nodes, stay as they are."""
+    before = run_settings(dev_settings)
     second = {**dev_settings["models"][0], "name": "another-7b"}
     dev_settings["models"].append(second)
-    _, lt = _group(run_settings(dev_settings), "llmserve-test-gpu-24g")
-    assert {s["resourceType"]: s["tags"]["model"] for s in lt.inputs["tagSpecifications"]} == \
-        {"instance": "another-7b+qwen-7b", "volume": "another-7b+qwen-7b"}
+    after = run_settings(dev_settings)
+    for name in ("llmserve-test-gpu-24g", "llmserve-test-system"):
+        assert _group(before, name)[1].inputs == _group(after, name)[1].inputs
+    assert [t["value"] for t in _model_tags(before, "llmserve-test-gpu-24g")] == ["qwen-7b"]
+    assert [t["value"] for t in _model_tags(after, "llmserve-test-gpu-24g")] == ["another-7b+qwen-7b"]
     # Without aws:defaultTags: the Pulumi project and stack.
-    assert lt.inputs["tagSpecifications"][0]["tags"]["environment"] == "test"
+    assert _group(after, "llmserve-test-gpu-24g")[1].inputs["tagSpecifications"][0]["tags"]["environment"] == "test"
 
 
 def test_a_group_serving_too_many_models_for_one_tag_value_says_it_is_shared(dev_settings):
-    """EC2 tag values hold 256 characters: seven 40-character names do not fit."""
+    """Tag values hold 256 characters: seven 40-character names do not fit."""
     dev_settings["models"] = [{**dev_settings["models"][0], "name": f"{i}" * 40}
                               for i in "abcdefg"]
     dev_settings["gpuNodeGroups"][0]["maxSize"] = 7 * dev_settings["models"][0]["replicas"]["max"]
-    _, lt = _group(run_settings(dev_settings), "llmserve-test-gpu-24g")
-    assert {s["tags"]["model"] for s in lt.inputs["tagSpecifications"]} == {"shared by 7 models"}
+    run = run_settings(dev_settings)
+    assert [t["value"] for t in _model_tags(run, "llmserve-test-gpu-24g")] == ["shared by 7 models"]
+    _, lt = _group(run, "llmserve-test-gpu-24g")
+    assert all("model" not in s["tags"] for s in lt.inputs["tagSpecifications"])

@@ -41,7 +41,8 @@ WORDS = ["0.0.0.0/1", "128.0.0.0/1", "::/0", "10.0.0.0/8", "52.0.0.0/8", "203.0.
          "g5.xlarge", "g6e.12xlarge", "p5.48xlarge", "m7i.large", "1.35", "1.36", "1.34", "SPOT",
          "awq", "fp8", "eetq", "bitsandbytes", "float16", "internet-facing", "internal", "green",
          "blue", "main", "0" * 40, "Qwen/Qwen2.5-72B-Instruct", "subnet-0123456789abcdef0",
-         "vpc-0123456789abcdef0", "", " ", "\t", "é", "provisioned", "15d"]
+         "vpc-0123456789abcdef0", "", " ", "\t", "é", "provisioned", "15d",
+         "tgi", "vllm", "fp8_per_tensor", "awq_marlin", "vllm/vllm-openai:latest", "vllm/vllm-openai:v0.33.0"]
 SCALARS = st.one_of(
     st.sampled_from([0, 1, 2, 3, -1, 8, 4096, 32768, 2**31 - 1, 2**31, 10**12]),
     st.integers(-2**40, 2**40), st.floats(allow_nan=True, allow_infinity=True),
@@ -81,7 +82,8 @@ def stack_files(draw) -> bytes:
         elif action == "copy" and isinstance(node, list):
             node.append(copy.deepcopy(node[key]))
         elif isinstance(node, dict):
-            node[draw(st.sampled_from(["extra", "name", "maxSize", "slots", "active", "llmserve:ingress"]))] = draw(VALUES)
+            node[draw(st.sampled_from(["extra", "name", "maxSize", "slots", "active", "engine",
+                                        "llmserve:ingress"]))] = draw(VALUES)
     text = yaml.safe_dump(doc, allow_unicode=True)
     if draw(st.integers(0, 9)) == 0:  # the YAML itself broken: a character deleted or inserted
         at = draw(st.integers(0, len(text) - 1))

@@ -6,8 +6,9 @@ there. Each shell code block and each inline code span of the runbook is split i
 commands; those that start with `kubectl` or `helm` are parsed, and their namespace
 (`-n`/`--namespace`), the objects they name (`deploy/NAME`, `get secret NAME`, a PVC in
 `--overrides`, a Helm release) and their label selectors (`-l`) must exist in the rendered dev or
-prod stack, the placeholders (`<model>`, `<slot>`, `<job>`, `<group>`, `<env>`, `<release>` with
-its `<namespace>`) filled in with that stack's own values. What Helm charts create is rendered only
+prod stack, the placeholders (`<model>`, `<slot>`, `<job>`, `<group>`, `<env>`, `<n>` (a
+StatefulSet pod's ordinal), `<release>` with its `<namespace>`) filled in with that stack's own
+values. What Helm charts create is rendered only
 as a release with its values: the few objects of charts that the runbook names are computed from
 the releases (`chart_made`, each with the chart template that names it).
 """
@@ -43,6 +44,26 @@ def helm_fullname(release: str, chart: str, limit: int = 63) -> str:
     return name[:limit].rstrip("-")
 
 
+def operator_made(prometheus: str, alertmanager: str, values: dict) -> list[tuple[str, str, dict]]:
+    """The StatefulSets the Prometheus operator makes of kube-prometheus-stack's Prometheus and
+    Alertmanager (named `<crname>`: the chart's `kube-prometheus-stack.prometheus.crname` and
+    `.alertmanager.crname`, templates/_helpers.tpl), their pods (`<statefulset>-<ordinal>`) and,
+    with a volumeClaimTemplate, each pod's PVC `<template>-<pod>` whose template is named
+    `<statefulset>-db` (prometheus-operator pkg/prometheus/common.go `VolumeName`, shard 0 without
+    a suffix; pkg/alertmanager/statefulset.go `volumeName`, `prefixedName`)."""
+    made = []
+    for kind, cr, spec, storage in (
+            ("prometheus", prometheus, values.get("prometheus", {}).get("prometheusSpec", {}), "storageSpec"),
+            ("alertmanager", alertmanager, values.get("alertmanager", {}).get("alertmanagerSpec", {}), "storage")):
+        statefulset = f"{kind}-{cr}"
+        made.append(("StatefulSet", statefulset, {}))
+        for ordinal in range(spec.get("replicas", 1)):
+            made.append(("Pod", f"{statefulset}-{ordinal}", {}))
+            if spec.get(storage, {}).get("volumeClaimTemplate"):
+                made.append(("PersistentVolumeClaim", f"{statefulset}-db-{statefulset}-{ordinal}", {}))
+    return made
+
+
 def chart_made(release: dict) -> list[tuple[str, str, dict]]:
     """(kind, name, labels of its pods) of the objects the runbook names that a release's chart
     (or its operator) creates in the release's namespace."""
@@ -56,7 +77,8 @@ def chart_made(release: dict) -> list[tuple[str, str, dict]]:
         grafana = helm_fullname(name, "grafana")
         return [("Service", f"{full}-prometheus", {}),  # templates/prometheus/service.yaml
                 ("Service", f"{full}-alertmanager", {}),  # templates/alertmanager/service.yaml
-                ("Service", grafana, {}), ("Deployment", grafana, {})]
+                ("Service", grafana, {}), ("Deployment", grafana, {}),
+                *operator_made(f"{full}-prometheus", f"{full}-alertmanager", values)]
     if chart == "prometheus-adapter":
         # templates/deployment.yaml: `k8s-prometheus-adapter.fullname`.
         return [("Deployment", helm_fullname(name, chart), {})]
@@ -102,6 +124,9 @@ def inventory(stack: str, run: Run) -> Inventory:
                 inv.objects.add((kind, ns, name))
                 if pod_labels:
                     inv.labels[ns].append(pod_labels)
+                ordinal = re.search(r"-(\d+)$", name)
+                if kind == "Pod" and ordinal:  # a StatefulSet's pod: `<n>` is its ordinal
+                    inv.rows.append({"<env>": stack, "<n>": ordinal.group(1)})
         elif is_kubernetes_object(r):
             manifest = reveal(r.inputs)
             kind, meta = manifest["kind"], manifest["metadata"]
@@ -201,11 +226,12 @@ for kind, spellings in {
 }.items():
     KINDS.update(dict.fromkeys(spellings.split(), kind))
 CLUSTER_SCOPED = {"Node", "Namespace", "StorageClass"}
-# Made by the cluster at run time, never in a render: named only through a runtime placeholder.
+# Made by the cluster at run time, never in a render: named only through a runtime placeholder
+# (but the pods of the operator's StatefulSets, `<statefulset>-<n>`: operator_made).
 RUNTIME_KINDS = {"Pod", "Node", "Event", "EndpointSlice", "ReplicaSet", "TargetGroupBinding"}
 
 PLACEHOLDER = re.compile(r"<[a-z][a-z0-9-]*>")
-FILLED = {"<env>", "<model>", "<slot>", "<job>", "<group>", "<release>", "<namespace>"}
+FILLED = {"<env>", "<model>", "<slot>", "<job>", "<group>", "<release>", "<namespace>", "<n>"}
 RUNTIME = {"<node>": "nodes come and go", "<pod>": "pods get random suffixes",
            "<zone>": "the AZs are the region's"}
 # Node labels that EKS and the kubelet set on every node: not in a render.
@@ -362,10 +388,10 @@ def _bound(cmd: Command, inv: Inventory, row: dict[str, str]) -> list[str]:
         kind = KINDS.get(written.lower())
         if kind is None or name is None or any(p in name for p in RUNTIME):
             continue
-        if kind in RUNTIME_KINDS:
+        name = _fill(name, row)
+        if kind in RUNTIME_KINDS and (kind, ns, name) not in inv.objects:  # but a StatefulSet's pods
             problems.append(f"{written}/{name}: a {kind} name is known only at run time: use a placeholder")
             continue
-        name = _fill(name, row)
         scope = "" if kind in CLUSTER_SCOPED else ns
         if (kind, scope, name) not in inv.objects:
             problems.append(f"no {kind} {name}" + (f" in namespace {ns}" if scope else ""))
@@ -514,7 +540,8 @@ def test_a_right_name_passes(inventories, line):
 def test_chart_made_names_follow_the_release_names(inventories):
     """Computed from the rendered releases: another release name gives the chart's other names
     (kube-prometheus-stack cuts its fullname to 26 characters)."""
-    names = {n for _, n, _ in chart_made({"name": "monitoring", "chart": "kube-prometheus-stack", "values": {}})}
+    names = {n for k, n, _ in chart_made({"name": "monitoring", "chart": "kube-prometheus-stack", "values": {}})
+             if k == "Service"}
     assert names == {"monitoring-kube-prometheus-prometheus", "monitoring-kube-prometheus-alertmanager",
                      "monitoring-grafana"}
     autoscaler = {"name": "ca", "chart": "cluster-autoscaler", "values": {"cloudProvider": "aws"}}
@@ -522,3 +549,10 @@ def test_chart_made_names_follow_the_release_names(inventories):
     for inv in inventories:
         assert ("Deployment", "kube-system", "cluster-autoscaler-aws-cluster-autoscaler") in inv.objects
         assert ("Service", "monitoring", "kube-prometheus-stack-grafana") in inv.objects
+        # The operator's StatefulSets: two replicas each, Prometheus' on a PVC, Alertmanager's not.
+        prometheus = "prometheus-kube-prometheus-stack-prometheus"
+        alertmanager = "alertmanager-kube-prometheus-stack-alertmanager"
+        for n in (0, 1):
+            assert {("Pod", "monitoring", f"{prometheus}-{n}"), ("Pod", "monitoring", f"{alertmanager}-{n}"),
+                    ("PersistentVolumeClaim", "monitoring", f"{prometheus}-db-{prometheus}-{n}")} <= inv.objects
+        assert not any(k == "PersistentVolumeClaim" and n.startswith(alertmanager) for k, _, n in inv.objects)

@@ -130,7 +130,7 @@ def test_lock_resolves_models_from_the_hub(hub, tmp_path):
         "gated": False,
         "config": {"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
                    "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": None,
-                   "max_position_embeddings": 4096, "vocab_size": 1000},
+                   "max_position_embeddings": 4096, "vocab_size": 1000, "intermediate_size": 256},
     }
     awq = lock["models"]["acme/tiny-awq"]
     assert awq["quantization"] == {"method": "awq", "bits": 4}

@@ -14,6 +14,8 @@ from components.planning import planner
 from components.planning.catalog import CATALOG
 from components.planning.planner import Request, best_plan, plan
 from components.planning.plans import load_plans
+from components.engines.registry import MEMORY_MODELS
+from components.engines.tgi import MEMORY as TGI
 
 from ..conftest import ROOT, cli, run_settings, validate_settings
 
@@ -23,7 +25,7 @@ LLAMA_70B, GPTQ_13B, FALCON = "meta-llama/Llama-2-70b-hf", "TheBloke/Llama-2-13B
 
 
 def _plan(model: str, instance: str, shards: int, **request) -> planner.Plan:
-    return plan(model, LOCK.models[model], CATALOG[instance], shards, Request(**request))
+    return plan(model, LOCK.models[model], CATALOG[instance], shards, Request(**request), TGI)
 
 
 # Published deployments -------------------------------------------------------------------------
@@ -34,7 +36,7 @@ def test_llama2_7b_fp16_on_one_a10g():
     assert p.fits, p.reason
     assert p.weights_bytes == 13476839424
     assert p.kv_bytes_per_token == 2 * 32 * 32 * 128 * 2  # 0.5 MiB per token, MHA
-    assert best_plan(LLAMA_7B, LOCK.models[LLAMA_7B], Request(), [CATALOG["g5.2xlarge"]]).num_shard == 1
+    assert best_plan(LLAMA_7B, LOCK.models[LLAMA_7B], Request(), [CATALOG["g5.2xlarge"]], memory=TGI).num_shard == 1
 
 
 def test_llama2_70b_fp16_on_8_a100_40gb():
@@ -57,7 +59,7 @@ def test_gptq_13b_on_one_a10g():
 def test_llama2_13b_fp16_needs_more_than_one_a10g_but_fits_one_a100():
     """HF: 13B on 4 x A10G (ml.g5.12xlarge) or on 1 x A100."""
     assert not _plan(LLAMA_13B, "g5.2xlarge", 1).fits
-    g5 = best_plan(LLAMA_13B, LOCK.models[LLAMA_13B], Request(max_total_tokens=4096), [CATALOG["g5.12xlarge"]])
+    g5 = best_plan(LLAMA_13B, LOCK.models[LLAMA_13B], Request(max_total_tokens=4096), [CATALOG["g5.12xlarge"]], memory=TGI)
     assert g5.fits and g5.num_shard == 2
     assert _plan(LLAMA_13B, "p4d.24xlarge", 1, max_total_tokens=4096).fits
 
@@ -65,7 +67,7 @@ def test_llama2_13b_fp16_needs_more_than_one_a10g_but_fits_one_a100():
 def test_70b_fp16_on_one_24gb_gpu_is_impossible():
     p = _plan(LLAMA_70B, "g5.xlarge", 1)
     assert not p.fits
-    assert "the weights need 128.5 GiB per GPU; A10G has 22.5 GiB" in p.reason
+    assert "the weights need 128.5 GiB per GPU; A10G has 22.0 GiB" in p.reason
 
 
 def test_71_attention_heads_cannot_shard_two_ways():
@@ -79,15 +81,15 @@ def test_71_attention_heads_cannot_shard_two_ways():
 def test_a_single_kv_head_is_replicated_on_every_shard():
     entry = LOCK.models[FALCON].model_copy(update={"config": LOCK.models[FALCON].config.model_copy(
         update={"num_attention_heads": 64})})
-    one = plan(FALCON, entry, CATALOG["g5.12xlarge"], 1, Request())
-    four = plan(FALCON, entry, CATALOG["g5.12xlarge"], 4, Request())
+    one = plan(FALCON, entry, CATALOG["g5.12xlarge"], 1, Request(), TGI)
+    four = plan(FALCON, entry, CATALOG["g5.12xlarge"], 4, Request(), TGI)
     assert four.kv_bytes_per_token == 4 * one.kv_bytes_per_token
 
 
 def test_kv_heads_that_do_not_divide_by_the_shards():
     entry = LOCK.models[LLAMA_70B]
     p = plan(LLAMA_70B, entry.model_copy(update={"config": entry.config.model_copy(
-        update={"num_key_value_heads": 2})}), CATALOG["p4d.24xlarge"], 4, Request())
+        update={"num_key_value_heads": 2})}), CATALOG["p4d.24xlarge"], 4, Request(), TGI)
     assert not p.fits and p.reason == "2 KV heads cannot be split into 4 shards"
 
 
@@ -108,8 +110,8 @@ def test_tgi_rules(model, instance, shards, request_, reason):
 
 def test_exl2_cannot_be_sharded():
     entry = LOCK.models[GPTQ_13B].model_copy(update={"quantization": modellock.Quantization(method="exl2", bits=5)})
-    assert plan(GPTQ_13B, entry, CATALOG["g5.12xlarge"], 1, Request()).fits
-    p = plan(GPTQ_13B, entry, CATALOG["g5.12xlarge"], 2, Request())
+    assert plan(GPTQ_13B, entry, CATALOG["g5.12xlarge"], 1, Request(), TGI).fits
+    p = plan(GPTQ_13B, entry, CATALOG["g5.12xlarge"], 2, Request(), TGI)
     assert not p.fits and p.reason.startswith("exl2 cannot be sharded")
 
 
@@ -161,16 +163,16 @@ def test_cold_start_follows_the_efs_throughput_mode():
 
 def test_cheapest_instance_that_fits():
     entry = LOCK.models[LLAMA_7B]
-    assert best_plan(LLAMA_7B, entry, Request(max_total_tokens=4096)).instance_type == "g6.xlarge"
-    seventy = best_plan(LLAMA_70B, LOCK.models[LLAMA_70B], Request(max_total_tokens=4096))
+    assert best_plan(LLAMA_7B, entry, Request(max_total_tokens=4096), memory=TGI).instance_type == "g6.xlarge"
+    seventy = best_plan(LLAMA_70B, LOCK.models[LLAMA_70B], Request(max_total_tokens=4096), memory=TGI)
     assert seventy.fits and seventy.hourly_usd == min(
-        p.hourly_usd for p in (best_plan(LLAMA_70B, LOCK.models[LLAMA_70B], Request(max_total_tokens=4096), [i])
+        p.hourly_usd for p in (best_plan(LLAMA_70B, LOCK.models[LLAMA_70B], Request(max_total_tokens=4096), [i], memory=TGI)
                                for i in CATALOG.values()) if p.fits)
 
 
 def test_a_node_group_shares_one_shard_count_and_plans_for_its_tightest_type():
     entry = LOCK.models[LLAMA_13B]
-    p = planner.plan_node_group(LLAMA_13B, entry, ["g5.12xlarge", "g6e.12xlarge"], Request(max_total_tokens=4096))
+    p = planner.plan_node_group(LLAMA_13B, entry, ["g5.12xlarge", "g6e.12xlarge"], Request(max_total_tokens=4096), TGI)
     assert p.fits and p.num_shard == 2 and p.instance_type == "g5.12xlarge"
     assert p.hourly_usd == round(10.4926 * 2 / 4, 4)  # the dearer type
 
@@ -183,7 +185,7 @@ def test_a_model_that_fits_nowhere_in_its_group_stops_the_program(dev_settings):
         run_settings(dev_settings)
     [line] = err.value.errors
     assert line == ("models[0]: Qwen/Qwen2.5-72B-Instruct does not fit node group gpu-24g (g6.xlarge, "
-                    "1 shard(s)): the weights need 135.4 GiB per GPU; L4 has 22.5 GiB, of which TGI "
+                    "1 shard(s)): the weights need 135.4 GiB per GPU; L4 has 22.0 GiB, of which TGI "
                     "uses 90%; the cheapest catalog instance that fits: p4de.24xlarge with 2 shard(s), "
                     "$6.8618/h per replica")
 
@@ -208,9 +210,9 @@ def test_a_gated_model_needs_the_hf_token(tmp_path, dev_settings):
     settings = validate_settings(dev_settings)
     stack = config.Stack(project="llmserve", stack="dev", region="us-east-1", settings=settings)
     with pytest.raises(ConfigError, match=r"hfToken: required: models\[0\] \(meta-llama/Llama-2-7b-hf\) is gated"):
-        load_plans(stack, LOCK)
+        load_plans(stack, LOCK, MEMORY_MODELS)
     import pulumi
-    plans, _ = load_plans(stack.model_copy(update={"hf_token": pulumi.Output.secret("hf_x")}), LOCK)
+    plans, _ = load_plans(stack.model_copy(update={"hf_token": pulumi.Output.secret("hf_x")}), LOCK, MEMORY_MODELS)
     assert plans["qwen-7b"]["blue"].fits
 
 
@@ -218,9 +220,10 @@ def test_plan_command_for_a_stack():
     result = cli("plan", "--stack", "prod")
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.strip().splitlines()
-    assert header.split()[:3] == ["model", "instance", "shards"]
-    assert [r.split()[:4] for r in rows] == [["qwen-14b", "g6e.xlarge", "1", "yes"],
-                                            ["qwen-72b", "g6e.12xlarge", "4", "yes"]]
+    assert header.split()[:4] == ["model", "engine", "instance", "shards"]
+    assert [r.split()[:5] for r in rows] == [["qwen-14b", "tgi", "g6e.xlarge", "1", "yes"],
+                                            ["qwen-72b", "tgi", "g6e.12xlarge", "4", "yes"],
+                                            ["qwen-7b", "vllm", "g6e.xlarge", "1", "yes"]]
     as_json = json.loads(cli("plan", "--stack", "dev", "--json").stdout)
     assert [p["name"] for p in as_json] == ["qwen-7b"] and as_json[0]["fits"] is True
 
@@ -277,10 +280,10 @@ def test_max_input_tokens_must_stay_below_what_the_kv_cache_holds():
     entry = LOCK.models[LLAMA_13B]  # 40 KV heads: 0.8 MiB of KV cache per token
     long_context = entry.model_copy(update={"config": entry.config.model_copy(
         update={"max_position_embeddings": 131072})})
-    fits = plan(LLAMA_13B, long_context, CATALOG["g5.12xlarge"], 4, Request(max_input_tokens=4096))
+    fits = plan(LLAMA_13B, long_context, CATALOG["g5.12xlarge"], 4, Request(max_input_tokens=4096), TGI)
     assert fits.fits and fits.max_total_tokens == fits.kv_capacity_tokens < 131072
     too_long = plan(LLAMA_13B, long_context, CATALOG["g5.12xlarge"], 4,
-                    Request(max_input_tokens=fits.kv_capacity_tokens + 1))
+                    Request(max_input_tokens=fits.kv_capacity_tokens + 1), TGI)
     assert not too_long.fits
     assert too_long.reason.startswith(f"maxInputTokens {fits.kv_capacity_tokens + 1} must be less than "
                                       f"maxTotalTokens, which is {fits.kv_capacity_tokens} here")

@@ -8,6 +8,7 @@ import copy
 import pytest
 from pulumi.runtime.settings import SETTINGS
 
+from components.engines.registry import MEMORY_MODELS
 from components.config import ConfigError
 from components.offline import mockrun
 from components.planning.lock import LockEntry
@@ -62,7 +63,7 @@ def test_blue_green_across_two_revisions_of_one_repo(dev_settings):
     green = LockEntry(**{**blue.model_dump(), "revision": "b" * 40, "requested_revision": "v2"})
     lock = LOCK.with_entry(model.id, green)
     assert set(lock.models) >= {model.id, f"{model.id}@v2"}
-    plans, errors = plan_models(settings, lock, "test")
+    plans, errors = plan_models(settings, lock, "test", MEMORY_MODELS)
     assert errors == []
 
     def program():

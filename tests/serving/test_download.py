@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from components.engines.registry import MEMORY_MODELS
 from components.offline import mockrun
 from components.planning.plans import plan_models
 from components.serving.labels import download_job_name
@@ -50,7 +51,7 @@ def test_hf_token_secret_and_gated_download(dev_settings):
     model = settings.models[0]
     entry = LOCK.models[model.id]
     lock = LOCK.model_copy(update={"models": {model.id: entry.model_copy(update={"gated": True})}})
-    plans, _ = plan_models(settings, lock, "test")
+    plans, _ = plan_models(settings, lock, "test", MEMORY_MODELS)
 
     def program():
         ModelService("svc", ModelServiceArgs(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pulumi
 
+from components.engines.tgi import ENGINE as TGI_ENGINE
+from components.engines.registry import MEMORY_MODELS
 from components.engines import tgi
 from components.offline import mockrun
 from components.planning.plans import plan_models
@@ -37,7 +39,8 @@ def test_ingress_on_the_shared_alb(prod_run):
     assert a["alb.ingress.kubernetes.io/scheme"] == "internal"
     assert a["alb.ingress.kubernetes.io/certificate-arn"].startswith("arn:aws:acm:")
     assert a["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTPS": 443}]'
-    assert "idle_timeout.timeout_seconds=900" in a["alb.ingress.kubernetes.io/load-balancer-attributes"]
+    idle = stack_settings("prod")["ingress"]["idleTimeoutSeconds"]
+    assert f"idle_timeout.timeout_seconds={idle}" in a["alb.ingress.kubernetes.io/load-balancer-attributes"]
     assert a["alb.ingress.kubernetes.io/healthcheck-path"] == "/health"
     assert a["alb.ingress.kubernetes.io/inbound-cidrs"] == "10.0.0.0/8"
     # AWS's recommended policy for HTTPS listeners (hybrid post-quantum key exchange, TLS 1.3 and 1.2).
@@ -54,7 +57,8 @@ def test_ingress_on_the_shared_alb(prod_run):
     for path, kind in paths.items():
         assert path in routes if kind == "Exact" else any(r.startswith(path) for r in routes), path
     assert prod_run.outputs["endpoints"] == {"qwen-14b": "https://qwen-14b.llm.example.com",
-                                             "qwen-72b": "https://qwen-72b.llm.example.com"}
+                                             "qwen-72b": "https://qwen-72b.llm.example.com",
+                                             "qwen-7b": "https://qwen-7b.llm.example.com"}
 
 
 def test_waf_rate_limits_each_client(prod_run):
@@ -73,6 +77,9 @@ def test_no_ingress_configured_means_no_load_balancer(dev_run):
     assert not any("ipBlock" in peer for rule in policy["spec"]["ingress"] for peer in rule["from"])
 
 
+PROD_IDLE = stack_settings("prod")["ingress"]["idleTimeoutSeconds"]
+
+
 def ingress_with_access_logs(access_logs: bool = True, cost_tags: dict | None = None) -> mockrun.Run:
     """A model's Ingress given the stack's access log bucket (Serving.access_logs_bucket), or none."""
     ing = validate_settings(stack_settings("prod")).ingress
@@ -81,8 +88,9 @@ def ingress_with_access_logs(access_logs: bool = True, cost_tags: dict | None = 
         serving = Serving("svc", ServingArgs(namespace="llm", api_key=None, hf_token=None,
                                              access_logs=access_logs))
         parent = pulumi.ComponentResource("test:index:Model", "m")
-        scope = Scope(parent=parent, name="m", model="qwen", namespace="llm", labels=model_labels("qwen"))
-        exposure.ingress(scope, ing, exposure.service(scope, "blue"), None, None,
+        scope = Scope(parent=parent, name="m", model="qwen", namespace="llm", labels=model_labels("qwen", "tgi"))
+        exposure.ingress(scope, ing, exposure.service(scope, "blue", TGI_ENGINE), TGI_ENGINE.public_routes,
+                         None, None,
                          deregistration_delay_seconds=120, access_logs_bucket=serving.access_logs_bucket,
                          cost_tags=cost_tags)
     return mockrun.run_mocked(program, "test", {"aws:region": "us-east-1"})
@@ -96,7 +104,7 @@ def test_alb_access_logs_go_to_the_stacks_bucket():
     assert attrs["access_logs.s3.enabled"] == "true"
     assert attrs["access_logs.s3.bucket"] == bucket.id
     assert attrs["access_logs.s3.prefix"] == ACCESS_LOGS_PREFIX
-    assert attrs["idle_timeout.timeout_seconds"] == "900"  # the others stay
+    assert attrs["idle_timeout.timeout_seconds"] == str(PROD_IDLE)  # the others stay
     assert attrs["routing.http.drop_invalid_header_fields.enabled"] == "true"
     # ELB writes a test object when logs are enabled: the Ingress waits for the bucket policy.
     assert run.one("aws:s3/bucketPolicy:BucketPolicy").urn in run.one(INGRESS).dependencies
@@ -107,7 +115,7 @@ def test_without_a_bucket_no_access_logs():
     assert run.of_type("aws:s3/bucket:Bucket") == []
     attrs = attributes(manifest(run, INGRESS))
     assert not any(k.startswith("access_logs.") for k in attrs)
-    assert attrs["idle_timeout.timeout_seconds"] == "900"
+    assert attrs["idle_timeout.timeout_seconds"] == str(PROD_IDLE)
 
 
 def test_prod_alb_logs_to_its_access_log_bucket(prod_run):
@@ -129,7 +137,7 @@ def test_the_internal_alb_is_placed_in_the_load_balancer_subnets(prod_run):
 def test_the_target_group_drains_for_the_longest_generation(prod_run):
     """Each model's target group keeps a deregistering pod for preStop + the drain of its slowest
     slot (the plan's generation cap), within the 0-3600 s ALB allows."""
-    plans, _ = plan_models(validate_settings(stack_settings("prod")), LOCK, "prod")
+    plans, _ = plan_models(validate_settings(stack_settings("prod")), LOCK, "prod", MEMORY_MODELS)
     for model, slots in plans.items():
         a = manifest(prod_run, INGRESS, model)["metadata"]["annotations"]
         [attribute] = a["alb.ingress.kubernetes.io/target-group-attributes"].split(",")
@@ -156,7 +164,7 @@ def test_cost_tags_agree_across_the_ingress_group_and_the_model_tags_its_target_
     so every Ingress carries the stack's tags only; each target group adds its Service's tags."""
     ingresses = [mockrun.reveal(r.inputs)["metadata"] for r in prod_run.of_type(INGRESS)]
     tags = [_tags(i["annotations"]) for i in ingresses]
-    assert len(ingresses) == 2 and tags[0] and all(t == tags[0] for t in tags)
+    assert len(ingresses) == 3 and tags[0] and all(t == tags[0] for t in tags)
     assert "model" not in tags[0]
     for i in ingresses:
         service = manifest(prod_run, "kubernetes:core/v1:Service", i["name"])

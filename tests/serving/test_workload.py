@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from components.engines.registry import MEMORY_MODELS
 from components.offline import mockrun
 from components.planning.catalog import CATALOG
 from components.planning.plans import plan_models
@@ -97,21 +98,23 @@ def plan_instance_types(stack: str, model: str) -> list[str]:
 
 
 def _plans(stack: str):
-    plans, errors = plan_models(validate_settings(stack_settings(stack)), LOCK, stack)
+    plans, errors = plan_models(validate_settings(stack_settings(stack)), LOCK, stack, MEMORY_MODELS)
     assert errors == []
     return plans
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_shutdown_lets_the_longest_generation_finish(stack_runs, stack):
-    """TGI drains for the plan's generation cap, the pod's grace period (which counts the
+    """The engine (TGI, vLLM) drains for the plan's generation cap, the pod's grace period (which counts the
     preStop) outlasts preStop + drain, and the cap is no shorter than reading the weights once
     per new token at the GPU's datasheet bandwidth."""
     for name, slots in _plans(stack).items():
         for slot, plan in slots.items():
             spec = manifest(stack_runs[stack], DEPLOYMENT, f"{name}-{slot}")["spec"]["template"]["spec"]
             pre = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
-            drain = int(env(spec["containers"][0])["GRACEFUL_TERMINATION_TIMEOUT"])  # seconds
+            c = spec["containers"][0]  # TGI's variable, or vLLM's flag (seconds)
+            drain = int(env(c)["GRACEFUL_TERMINATION_TIMEOUT"] if plan.engine == "tgi"
+                        else c["args"][c["args"].index("--shutdown-timeout") + 1])
             assert pre >= 5 and drain == plan.generation_seconds
             slowest = min(CATALOG[t].gpu.memory_bandwidth_gbps for t in plan_instance_types(stack, name))
             assert drain >= (plan.max_total_tokens - 1) * plan.weights_bytes / plan.num_shard / (slowest * 1e9)

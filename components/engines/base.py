@@ -1,0 +1,90 @@
+"""What the serving layer needs of an engine, as one frozen value per engine (`tgi.ENGINE`,
+`vllm.ENGINE`): the builders of `components/serving/` read it and never branch on an engine's
+name. Also the pieces both engines share (the pod's share of its node, the probes' shape)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Optional
+
+from ..config import Slot
+from ..planning.catalog import GpuInstance
+from ..planning.planner import MemoryModel, Plan
+
+PROBE_PERIOD_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_request: str
+    cpu_limit: str
+    memory: str  # request and limit (includes the /dev/shm in memory)
+
+
+def pod_resources(instances: Iterable[GpuInstance], num_shard: int) -> Resources:
+    """The share of the smallest instance of the node group that one replica's GPUs stand for,
+    leaving room for the kubelet, system reserve and the node's daemons."""
+    share = [(i.vcpus * num_shard / i.gpus, i.memory_gib * num_shard / i.gpus) for i in instances]
+    vcpus = min(v for v, _ in share)
+    memory = min(m for _, m in share)
+    return Resources(cpu_request=str(max(1, math.floor(vcpus * 0.75))),
+                     cpu_limit=str(max(1, math.floor(vcpus))),
+                     memory=f"{max(4, math.floor(memory * 0.6))}Gi")
+
+
+def health_probes(startup_seconds: int) -> dict[str, dict]:
+    """Both engines listen only once the model is loaded (connection refused before), then
+    /health answers 200, or 503 when the engine is unhealthy. Liveness gives a busy server five
+    minutes: /health can fail while the queue is full."""
+    health = {"httpGet": {"path": "/health", "port": "http"}}
+    return {
+        "startupProbe": {**health, "periodSeconds": PROBE_PERIOD_SECONDS, "timeoutSeconds": 5,
+                         "failureThreshold": math.ceil(startup_seconds / PROBE_PERIOD_SECONDS)},
+        "readinessProbe": {**health, "periodSeconds": PROBE_PERIOD_SECONDS, "timeoutSeconds": 5,
+                           "failureThreshold": 3},
+        "livenessProbe": {**health, "periodSeconds": 30, "timeoutSeconds": 10, "failureThreshold": 10},
+    }
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One serving engine, as the Deployment, Service, Ingress, HPA and PodMonitor of a slot use
+    it. Functions take the model's name, the resolved slot, its plan and the locked commit."""
+
+    name: str  # `engine:` in the stack config
+    default_image: str  # a pinned release
+    container: str  # the serving container's name
+    memory: MemoryModel  # for the planner
+    args: Callable[[str, Slot, Plan, str], list[str]]  # the container's arguments
+    env: Callable[[str, Slot, Plan, str], dict[str, str]]  # its environment (no secret)
+    api_key_env: str  # the variable the API key Secret is read into
+    ports: tuple[tuple[str, int], ...]  # (name, containerPort); `http` first
+    metrics_port: str  # the port's name Prometheus scrapes /metrics on
+    queue_metric: str  # the HPA's per-pod metric, as prometheus-adapter serves it
+    public_routes: tuple[tuple[str, str], ...]  # (path, pathType) the Ingress exposes
+    cache_path: str  # where the model cache volume is mounted
+    probes: Callable[[Plan], dict[str, dict]]
+    termination_grace_seconds: Callable[[Plan], int]
+    deregistration_delay_seconds: Callable[[Plan], int]
+    deployment_timeout_seconds: Callable[[Plan], int]
+    deployment_update_timeout_seconds: Callable[[Plan], int]
+    shm_size_gib: Callable[[int], int]
+    # The container's securityContext beyond the hardening every container gets, and the
+    # checkov checks it knowingly fails, each with its reason (serving/security.py).
+    security_context: Mapping[str, object] = field(default_factory=dict)
+    checkov_skips: Mapping[str, str] = field(default_factory=dict)
+    # Writable directories of a read-only root filesystem: (volume name, mount path), emptyDirs.
+    scratch: tuple[tuple[str, str], ...] = ()
+    pod_spec: Mapping[str, object] = field(default_factory=dict)  # extra fields of the pod's spec
+    # Its image runs the download Jobs' script (huggingface_hub with hf_transfer: TGI's does,
+    # engines/tgi.py `download_script`); a model on another engine downloads with TGI's image.
+    runs_downloads: bool = False
+    pod_resources: Callable[[Iterable[GpuInstance], int], Resources] = pod_resources
+
+    def image(self, pinned: Optional[str]) -> str:
+        """The image a setting pins (a slot's, a model's), else the engine's pinned release."""
+        return pinned or self.default_image
+
+    def port(self, name: str) -> int:
+        return dict(self.ports)[name]

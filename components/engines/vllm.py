@@ -1,0 +1,235 @@
+"""vLLM: the container's facts, the workload decisions derived from a plan and vLLM's memory model
+for the planner, as `ENGINE` (engines/base.py). Pure functions, no Pulumi.
+
+Facts: docs/vllm.md and vllm-project/vllm@v0.33.0 (paths below are in that repository).
+
+Container (docker/Dockerfile): the image's entrypoint is `vllm serve`, so the pod gives arguments
+only, the model first. It has no USER (root), but a `vllm` user, UID 2000 in group 0 with home
+/home/vllm, which docs/deployment/docker.md documents (`--user 2000:0`): the pod runs as it, with
+a read-only root filesystem and emptyDirs for /tmp (IPC sockets, compiler caches) and the home
+($HOME/.cache/vllm: torch.compile and CUDA graph caches; Triton and FlashInfer caches). The model
+cache is read through the EFS access point, whose POSIX user owns it whatever the pod's UID
+(infra/model_cache.py).
+
+Flags (vllm/engine/arg_utils.py, vllm/config/, vllm/entrypoints/common/cli_args.py): no
+environment-to-flag mapping as TGI has; everything the plan decides is a flag.
+`--tensor-parallel-size` = the GPUs requested, `--max-model-len` = the plan's maxTotalTokens,
+`--gpu-memory-utilization` set to the planner's fraction, `--max-num-batched-tokens` and
+`--max-num-seqs` to what vLLM picks by GPU memory (written out so the plan and the pod agree),
+`--quantization` only when the slot asks (a pre-quantized checkpoint's method is read from its
+config.json, and another value is an error: vllm/model_executor/layers/quantization/),
+`--dtype` when set.
+
+Offline from the shared cache (vllm/transformers_utils/repo_utils.py): with HF_HUB_OFFLINE=1 the
+model id is replaced by its snapshot in huggingface_hub's cache (HF_HUB_CACHE, where the download
+Job wrote it), at `--revision` (the locked commit). The metric label `model_name` is then the first
+`--served-model-name`: the model's name, then its repo id (clients may send either as `model`).
+
+API key (vllm/entrypoints/serve/middleware/): `VLLM_API_KEY` from the environment, the same Secret
+TGI reads; a flag would put it on the process's command line. Only /v1 (and /v2, /inference,
+/cohere) need it: /invocations, /pooling, /score, /rerank, /classify and /tokenize answer without
+a key (docs/usage/security.md), so the Ingress exposes /v1 and /health only. Startup logs its
+non-default arguments (vllm/entrypoints/common/startup.py); the key is not among them.
+
+Shutdown (vllm/v1/engine/core.py): on SIGTERM with `--shutdown-timeout N` vLLM rejects new
+requests and drains for up to N s (0, the default, aborts at once): N = the plan's generation cap,
+as TGI's GRACEFUL_TERMINATION_TIMEOUT. Usage statistics are sent by default; VLLM_NO_USAGE_STATS=1
+stops them (vllm/usage/usage_lib.py). A Service named `vllm` in the namespace would inject
+VLLM_PORT=tcp://... into the pod, which vLLM refuses (vllm/envs.py): the pod takes no service links.
+
+Memory (vllm/v1/worker/gpu_worker.py, vllm/utils/mem_utils.py, vllm/v1/core/kv_cache_planning.py):
+the budget is gpu_memory_utilization x the CUDA-visible total; from it vLLM subtracts what its
+profile run used: the weights, the non-torch memory (cuBLAS, NCCL), the activation peak of a dummy
+batch of max_num_batched_tokens, which includes a sampling warmup over max_num_seqs sequences, and
+an estimate of the CUDA graphs; the rest is KV cache, and startup fails when it cannot hold one
+sequence of max_model_len. Unset, max_model_len is the model's context. Tensor parallelism: the
+attention heads divide by it; KV heads are split, or replicated when fewer than the shards, which
+must then be a multiple of them (vllm/config/model.py, model_executor/layers/linear.py).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..config import Slot
+from ..planning.catalog import GpuInstance
+from ..planning.lock import LockEntry
+from ..planning.planner import GIB, PRESTOP_SECONDS, MemoryModel, Plan, Request
+from .base import Engine, health_probes
+
+DEFAULT_IMAGE = "vllm/vllm-openai:v0.33.0"  # docker/Dockerfile at the tag; never `latest`
+HTTP_PORT = 8000  # `--port` default; /metrics is served on it too
+HOME = "/home/vllm"  # the image's vllm user
+USER, GROUP = 2000, 0
+CACHE_PATH = "/data"  # the model cache volume, as for TGI (the download Job's layout)
+HUB_CACHE = f"{CACHE_PATH}/hub"
+PUBLIC_ROUTES = (("/v1", "Prefix"), ("/health", "Exact"))
+GPU_MEMORY_UTILIZATION = 0.92  # vLLM's default, set explicitly
+
+# After the endpoint is removed the load balancer takes a few seconds to stop sending; then
+# vLLM drains (--shutdown-timeout) and its engine processes exit.
+SHUTDOWN_MARGIN_SECONDS = 15
+# The first start compiles (torch.compile) and captures CUDA graphs after loading the weights
+# (docs/configuration/optimization.md): more than TGI's warmup.
+MIN_STARTUP_SECONDS = 600
+NODE_START_SECONDS = 600  # as TGI's (engines/tgi.py): a GPU node launched and joined
+IMAGE_PULL_SECONDS = 600
+
+# vLLM's serve defaults by GPU memory (vllm/engine/arg_utils.py): below 70 GiB, or an A100, 2048
+# batched tokens and 256 sequences; from 70 GiB 8192 and 1024; from 160 GiB 16384 and 1024.
+QUANTIZE = ("awq", "awq_marlin", "gptq", "gptq_marlin", "compressed-tensors",
+            "fp8_per_tensor", "fp8_per_channel", "fp8_per_block")
+PREQUANTIZED = {  # --quantization -> checkpoint quantization methods it loads
+    "awq": frozenset({"awq"}), "awq_marlin": frozenset({"awq"}), "gptq": frozenset({"gptq"}),
+    "gptq_marlin": frozenset({"gptq"}), "compressed-tensors": frozenset({"compressed-tensors"}),
+}
+# From 16-bit weights at load (docs/features/quantization/online.md): FP8 GEMMs from compute
+# capability 8.9 (L4, L40S, H100), below that weight-only on the FP8 Marlin kernel, from 7.5
+# (model_executor/kernels/linear/scaled_mm/marlin.py); plain `fp8` is deprecated for this.
+ON_THE_FLY_BITS = {"fp8_per_tensor": 8, "fp8_per_channel": 8, "fp8_per_block": 8}
+FP8_MIN_COMPUTE_CAPABILITY = 7.5
+# What `quantization_config` methods it serves with --quantization unset (bitsandbytes and GGUF
+# left the tree for plugins the image does not have).
+LOADS = frozenset({"awq", "gptq", "fp8", "compressed-tensors", "modelopt", "mxfp4", "quark"})
+# Estimates for the profile run, from vLLM's own logs of dense models on an H100 at 8192 batched
+# tokens and 1024 sequences (llm-d/llm-d-benchmark, config_explorer/empirical-vllm-memory-
+# results.md): activation peaks of 4.8-5.6 GiB even for Qwen3-0.6B, the sampling warmup's logits
+# (sequences x vocabulary) dominating at about 30-37 bytes each; CUDA graphs -0.45 to 1.03 GiB.
+SAMPLER_BYTES = 40
+CUDA_GRAPH_BYTES = 1 * GIB
+
+
+def max_num_batched_tokens_and_seqs(instance: GpuInstance) -> tuple[int, int]:
+    gib = instance.cuda_memory_bytes / GIB
+    if gib >= 160:
+        return 16384, 1024
+    if gib >= 70 and not instance.gpu.name.startswith("A100"):
+        return 8192, 1024
+    return 2048, 256
+
+
+def max_num_seqs(plan: Plan) -> int:
+    """The sequences that go with the plan's batched tokens (the same table)."""
+    return 256 if plan.max_batch_prefill_tokens <= 2048 else 1024
+
+
+def batch(entry: LockEntry, instance: GpuInstance, req: Request) -> tuple[int, int]:
+    return max_num_batched_tokens_and_seqs(instance)
+
+
+def rules(entry: LockEntry, instance: GpuInstance, num_shard: int, quantize: Optional[str],
+          req: Request) -> Optional[str]:
+    kv_heads = entry.config.num_key_value_heads
+    if kv_heads >= num_shard and kv_heads % num_shard:
+        return f"{kv_heads} KV heads cannot be split into {num_shard} shards"
+    if kv_heads < num_shard and num_shard % kv_heads:
+        return (f"{kv_heads} KV heads cannot be replicated over {num_shard} shards (vLLM needs the "
+                "tensor-parallel size to be a multiple of them)")
+    if req.quantize in ON_THE_FLY_BITS and instance.gpu.compute_capability < FP8_MIN_COMPUTE_CAPABILITY:
+        return (f"{req.quantize} needs compute capability {FP8_MIN_COMPUTE_CAPABILITY} or newer; "
+                f"{instance.instance_type} has {instance.gpu.name} ({instance.gpu.compute_capability})")
+    return None
+
+
+MEMORY = MemoryModel(
+    engine="vllm", label="vLLM", quantize=QUANTIZE, quantize_with_dtype=QUANTIZE,
+    prequantized=PREQUANTIZED, loads=LOADS, on_the_fly_bits=ON_THE_FLY_BITS,
+    memory_fraction=GPU_MEMORY_UTILIZATION, batch=batch, rules=rules,
+    sampler_bytes=SAMPLER_BYTES, graph_bytes=CUDA_GRAPH_BYTES,
+    total_from_capacity=False, kv_holds_prefill=False, input_limit=False)
+
+
+def drain_seconds(plan: Plan) -> int:
+    """`--shutdown-timeout`: the plan's generation cap, so the longest request still finishes."""
+    return plan.generation_seconds
+
+
+def termination_grace_seconds(plan: Plan) -> int:
+    return PRESTOP_SECONDS + drain_seconds(plan) + SHUTDOWN_MARGIN_SECONDS
+
+
+def deregistration_delay_seconds(plan: Plan) -> int:
+    return PRESTOP_SECONDS + drain_seconds(plan)
+
+
+def startup_seconds(plan: Plan) -> int:
+    """The startup probe's budget (and the engine core's): twice the cold start, at least 10 min."""
+    return max(MIN_STARTUP_SECONDS, 2 * plan.cold_start_seconds)
+
+
+def deployment_timeout_seconds(plan: Plan) -> int:
+    return NODE_START_SECONDS + IMAGE_PULL_SECONDS + startup_seconds(plan)
+
+
+def deployment_update_timeout_seconds(plan: Plan) -> int:
+    return deployment_timeout_seconds(plan) + termination_grace_seconds(plan)
+
+
+def shm_size_gib(num_shard: int) -> int:
+    """/dev/shm for NCCL between tensor-parallel workers (docs/deployment/k8s.md): 1 GiB per GPU."""
+    return max(1, num_shard)
+
+
+def serve_args(model: str, slot: Slot, plan: Plan, revision: str) -> list[str]:
+    """`vllm serve` arguments of one slot, from its plan."""
+    args = [slot.id, "--revision", revision, "--served-model-name", model, slot.id,
+            "--port", str(HTTP_PORT),
+            "--tensor-parallel-size", str(plan.num_shard),
+            "--max-model-len", str(plan.max_total_tokens),
+            "--gpu-memory-utilization", str(GPU_MEMORY_UTILIZATION),
+            "--max-num-batched-tokens", str(plan.max_batch_prefill_tokens),
+            "--max-num-seqs", str(max_num_seqs(plan)),
+            "--shutdown-timeout", str(drain_seconds(plan)),
+            "--disable-access-log-for-endpoints", "/health,/metrics"]
+    if slot.quantize:
+        args += ["--quantization", slot.quantize]
+    if slot.dtype:
+        args += ["--dtype", slot.dtype]
+    return args
+
+
+def serve_env(model: str, slot: Slot, plan: Plan, revision: str) -> dict[str, str]:
+    return {
+        "HF_HUB_OFFLINE": "1",  # the download Job filled the cache; serving never reaches the Hub
+        "HF_HUB_CACHE": HUB_CACHE,
+        "HOME": HOME,
+        "VLLM_NO_USAGE_STATS": "1",
+        # The engine core's start (weights from EFS, profile, compile, graphs) within the probe's
+        # budget, not the 600 s default (vllm/v1/engine/core_client.py).
+        "VLLM_ENGINE_READY_TIMEOUT_S": str(startup_seconds(plan)),
+    }
+
+
+def probes(plan: Plan) -> dict[str, dict]:
+    """The port listens only once weights, profile, KV cache, compile and graphs are done, then
+    /health answers 200, or 503 when the engine died (vllm/entrypoints/launchers/)."""
+    return health_probes(startup_seconds(plan))
+
+
+_UID = (f"the image's vllm user is UID {USER} (docker/Dockerfile, docs/deployment/docker.md); a "
+        "UID without its passwd entry and home is not documented to work")
+ENGINE = Engine(
+    name="vllm", default_image=DEFAULT_IMAGE, container="vllm", memory=MEMORY,
+    args=serve_args, env=serve_env, api_key_env="VLLM_API_KEY",
+    ports=(("http", HTTP_PORT),), metrics_port="http",
+    # vllm:num_requests_waiting, as prometheus-adapter names it for the HPA (infra/monitoring.py).
+    queue_metric="vllm_num_requests_waiting",
+    public_routes=PUBLIC_ROUTES, cache_path=CACHE_PATH, probes=probes,
+    termination_grace_seconds=termination_grace_seconds,
+    deregistration_delay_seconds=deregistration_delay_seconds,
+    deployment_timeout_seconds=deployment_timeout_seconds,
+    deployment_update_timeout_seconds=deployment_update_timeout_seconds,
+    shm_size_gib=shm_size_gib,
+    security_context={"readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                      "runAsUser": USER, "runAsGroup": GROUP},
+    checkov_skips={
+        "CKV_K8S_40": _UID,
+        "CKV_K8S_43": "pinned to a release tag by the stack config (models[].image); give tag@sha256:... to pin bytes",
+        "CKV_K8S_15": "the tag is pinned and never moves: IfNotPresent starts pods from the node's cached image "
+                      "when the registry is unreachable",
+        "CKV_K8S_35": "vLLM reads VLLM_API_KEY from its environment; --api-key would put the key on its "
+                      "command line",
+    },
+    scratch=(("tmp", "/tmp"), ("home", HOME)),
+    pod_spec={"enableServiceLinks": False},
+)
