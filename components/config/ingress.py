@@ -10,6 +10,11 @@ from pydantic import Field, field_validator
 from .fields import Cidrs, Settings
 
 
+# The most an ALB allows (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/
+# edit-load-balancer-attributes.html, connection idle timeout: 1-4000 s).
+IDLE_TIMEOUT_MAX_SECONDS = 4000
+
+
 class IngressConfig(Settings):
     """One ALB (AWS Load Balancer Controller) for every model, host `<model>.<domain>`."""
 
@@ -18,7 +23,7 @@ class IngressConfig(Settings):
     scheme: Literal["internal", "internet-facing"] = "internal"
     allowed_cidrs: Cidrs = Field(min_length=1)
     # Streamed generations outlive the ALB's 60 s default idle timeout (docs/eks.md).
-    idle_timeout_seconds: int = Field(600, ge=60, le=4000)
+    idle_timeout_seconds: int = Field(600, ge=60, le=IDLE_TIMEOUT_MAX_SECONDS)
     # AWS WAFv2 rate-based rule: requests per client IP per 5 minutes; none: no WAF.
     rate_limit_per_5min: Optional[int] = Field(None, ge=10, le=2_000_000_000)
 

@@ -39,7 +39,8 @@ VLLM_PORT=tcp://... into the pod, which vLLM refuses (vllm/envs.py): the pod tak
 
 Memory (vllm/v1/worker/gpu_worker.py, vllm/utils/mem_utils.py, vllm/v1/core/kv_cache_planning.py):
 the budget is gpu_memory_utilization x the CUDA-visible total; from it vLLM subtracts what its
-profile run used: the weights, the non-torch memory (cuBLAS, NCCL), the activation peak of a dummy
+profile run used since its snapshot (taken after NCCL and cuBLAS are set up): the weights, the
+non-torch memory allocated since, the activation peak of a dummy
 batch of max_num_batched_tokens, which includes a sampling warmup over max_num_seqs sequences, and
 an estimate of the CUDA graphs; the rest is KV cache, and startup fails when it cannot hold one
 sequence of max_model_len. Unset, max_model_len is the model's context. Tensor parallelism: the
@@ -52,6 +53,7 @@ from __future__ import annotations
 from typing import Optional
 
 from ..config import Slot
+from ..config.ingress import IDLE_TIMEOUT_MAX_SECONDS
 from ..planning.catalog import GpuInstance
 from ..planning.lock import LockEntry
 from ..planning.planner import GIB, PRESTOP_SECONDS, MemoryModel, Plan, Request
@@ -87,7 +89,11 @@ PREQUANTIZED = {  # --quantization -> checkpoint quantization methods it loads
 # capability 8.9 (L4, L40S, H100), below that weight-only on the FP8 Marlin kernel, from 7.5
 # (model_executor/kernels/linear/scaled_mm/marlin.py); plain `fp8` is deprecated for this.
 ON_THE_FLY_BITS = {"fp8_per_tensor": 8, "fp8_per_channel": 8, "fp8_per_block": 8}
-FP8_MIN_COMPUTE_CAPABILITY = 7.5
+FP8_MIN_COMPUTE_CAPABILITY = {"fp8_per_tensor": 7.5, "fp8_per_block": 7.5,
+                              # per-channel (PTPC) has no Marlin path: SM89+
+                              # (model_executor/layers/quantization/online/fp8.py)
+                              "fp8_per_channel": 8.9}
+BF16_MIN_COMPUTE_CAPABILITY = 8.0  # vllm/platforms/cuda.py, check_if_supports_dtype
 # What `quantization_config` methods it serves with --quantization unset (bitsandbytes and GGUF
 # left the tree for plugins the image does not have).
 LOADS = frozenset({"awq", "gptq", "fp8", "compressed-tensors", "modelopt", "mxfp4", "quark"})
@@ -125,9 +131,12 @@ def rules(entry: LockEntry, instance: GpuInstance, num_shard: int, quantize: Opt
     if kv_heads < num_shard and num_shard % kv_heads:
         return (f"{kv_heads} KV heads cannot be replicated over {num_shard} shards (vLLM needs the "
                 "tensor-parallel size to be a multiple of them)")
-    if req.quantize in ON_THE_FLY_BITS and instance.gpu.compute_capability < FP8_MIN_COMPUTE_CAPABILITY:
-        return (f"{req.quantize} needs compute capability {FP8_MIN_COMPUTE_CAPABILITY} or newer; "
-                f"{instance.instance_type} has {instance.gpu.name} ({instance.gpu.compute_capability})")
+    gpu = f"{instance.instance_type} has {instance.gpu.name} ({instance.gpu.compute_capability})"
+    if req.quantize in ON_THE_FLY_BITS and instance.gpu.compute_capability < FP8_MIN_COMPUTE_CAPABILITY[req.quantize]:
+        return (f"{req.quantize} needs compute capability {FP8_MIN_COMPUTE_CAPABILITY[req.quantize]} "
+                f"or newer; {gpu}")
+    if req.dtype == "bfloat16" and instance.gpu.compute_capability < BF16_MIN_COMPUTE_CAPABILITY:
+        return f"bfloat16 needs compute capability {BF16_MIN_COMPUTE_CAPABILITY} or newer; {gpu}"
     return None
 
 
@@ -136,7 +145,11 @@ MEMORY = MemoryModel(
     prequantized=PREQUANTIZED, loads=LOADS, on_the_fly_bits=ON_THE_FLY_BITS,
     memory_fraction=GPU_MEMORY_UTILIZATION, batch=batch, rules=rules,
     sampler_bytes=SAMPLER_BYTES, graph_bytes=CUDA_GRAPH_BYTES,
-    total_from_capacity=False, kv_holds_prefill=False, input_limit=False)
+    total_from_capacity=False, kv_holds_prefill=False, input_limit=False,
+    # The worker creates NCCL and the cuBLAS handles before the memory snapshot its profile run
+    # starts from (vllm/v1/worker/gpu_worker.py, init_device); one max_model_len sequence needs
+    # whole blocks of 16 tokens plus the reserved null block (vllm/v1/core/kv_cache_planning.py).
+    runtime_in_share=False, block_tokens=16, reserved_blocks=1)
 
 
 def drain_seconds(plan: Plan) -> int:
@@ -194,6 +207,10 @@ def serve_env(model: str, slot: Slot, plan: Plan, revision: str) -> dict[str, st
         "HF_HUB_CACHE": HUB_CACHE,
         "HOME": HOME,
         "VLLM_NO_USAGE_STATS": "1",
+        # Uvicorn closes a keep-alive connection idle for 5 s by default (vllm/envs.py,
+        # VLLM_HTTP_TIMEOUT_KEEP_ALIVE); the ALB reuses its connections for up to its idle timeout
+        # and answers 502 on one the pod just closed: the pod keeps them open longer than any ALB.
+        "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": str(IDLE_TIMEOUT_MAX_SECONDS + 5),
         # The engine core's start (weights from EFS, profile, compile, graphs) within the probe's
         # budget, not the 600 s default (vllm/v1/engine/core_client.py).
         "VLLM_ENGINE_READY_TIMEOUT_S": str(startup_seconds(plan)),

@@ -117,6 +117,14 @@ class MemoryModel:
     total_from_capacity: bool = True  # unset maxTotalTokens: min(capacity, context), else the context
     kv_holds_prefill: bool = True  # the KV cache must hold a prefill batch too
     input_limit: bool = True  # takes maxInputTokens (else prompt and output share maxTotalTokens)
+    # The CUDA context, cuBLAS workspace and NCCL come out of its share (TGI sizes from the free
+    # memory once they exist); vLLM takes its memory snapshot after creating them, so its share
+    # is the fraction of the total alone.
+    runtime_in_share: bool = True
+    # The KV cache is allocated in blocks of this many tokens; one sequence needs whole blocks,
+    # plus this many reserved ones.
+    block_tokens: int = 1
+    reserved_blocks: int = 0
 
 
 @dataclass(frozen=True)
@@ -251,7 +259,8 @@ def plan(model: str, entry: LockEntry, instance: GpuInstance, num_shard: int, re
     kv_shard = kv_bytes_per_token_per_shard(entry, num_shard)
     prefill, sequences = memory.batch(entry, instance, req)
     activations = activation_bytes(entry, num_shard, prefill, sequences, memory)
-    overhead = RUNTIME_OVERHEAD_BYTES + (NCCL_OVERHEAD_BYTES if num_shard > 1 else 0) + memory.graph_bytes
+    runtime = RUNTIME_OVERHEAD_BYTES + (NCCL_OVERHEAD_BYTES if num_shard > 1 else 0)
+    overhead = (runtime if memory.runtime_in_share else 0) + memory.graph_bytes
     total = instance.cuda_memory_bytes
     per_gpu = weights / num_shard
     usable = total * memory.memory_fraction
@@ -265,6 +274,7 @@ def plan(model: str, entry: LockEntry, instance: GpuInstance, num_shard: int, re
         max_total = min(capacity, context) if memory.total_from_capacity and capacity >= 2 else context
     max_input = (req.max_input_tokens if memory.input_limit else None) or max_total - 1
     need = max(max_total, prefill) if memory.kv_holds_prefill else max_total
+    need = (-(-need // memory.block_tokens) + memory.reserved_blocks) * memory.block_tokens
     if why_not is None:
         if per_gpu + overhead + activations > usable:
             why_not = (f"the weights need {per_gpu / GIB:.1f} GiB per GPU; {instance.gpu.name} has "

@@ -42,7 +42,8 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
     env.append({"name": engine.api_key_env, "valueFrom": {"secretKeyRef": {
         "name": API_KEY_SECRET, "key": API_KEY_KEY}}})
     args = engine.args(scope.model, slot, plan, spec.revision)
-    create, update = engine.deployment_timeout_seconds(plan), engine.deployment_update_timeout_seconds(plan)
+    # One rollout step: an old pod drains (its GPUs), a new one starts.
+    create, step = engine.deployment_timeout_seconds(plan), engine.deployment_update_timeout_seconds(plan)
     scratch = [{"name": name, "mountPath": path} for name, path in engine.scratch]
     return k8s.apps.v1.Deployment(f"{scope.name}-{slot.slot}", metadata=scope.metadata(
         f"{scope.model}-{slot.slot}", labels,
@@ -51,6 +52,11 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
         # With an autoscaler the replica count is its to set.
         **({} if replicas.max > replicas.min else {"replicas": replicas.min}),
         "selector": {"matchLabels": selector},
+        # Without progress for this long a rollout is "failed" (ProgressDeadlineExceeded), and
+        # `kubectl rollout status` stops waiting; the default 600 s is shorter than one GPU pod's
+        # start (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/
+        # #progress-deadline-seconds).
+        "progressDeadlineSeconds": step,
         # Without surge no spare GPU node is needed: pods are replaced one at a time. Model
         # changes without downtime go through a second slot (blue-green).
         "strategy": {"type": "RollingUpdate",
@@ -103,4 +109,5 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
         }},
     }, opts=scope.opts(
         depends_on=[job],
-        custom_timeouts=pulumi.CustomTimeouts(create=f"{create}s", update=f"{update}s")))
+        # A rollout replaces the pods one step at a time, up to replicas.max of them.
+        custom_timeouts=pulumi.CustomTimeouts(create=f"{create}s", update=f"{step * replicas.max}s")))

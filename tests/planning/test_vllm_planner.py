@@ -3,6 +3,7 @@ the engine through the `plan` command."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -54,8 +55,12 @@ def test_vllm_sizes_from_its_utilization_and_its_batch_defaults():
     assert p.max_total_tokens == 4096 and p.max_input_tokens == 4095
     assert _plan(LLAMA_7B, "p5.4xlarge", 1).max_batch_prefill_tokens == 8192  # H100
     assert _plan(LLAMA_7B, "p4de.24xlarge", 1).max_batch_prefill_tokens == 2048  # A100: small tier
-    # Less KV cache than TGI on the same GPU: its CUDA graphs and sampling warmup.
-    assert p.kv_capacity_tokens < _plan(LLAMA_7B, "g5.2xlarge", 1, tgi.MEMORY, max_total_tokens=4096).kv_capacity_tokens
+    # Its share of the total is taken after the CUDA context and cuBLAS exist: they do not come
+    # out of it (as they do for TGI, which sizes from the free memory).
+    with_runtime = dataclasses.replace(VLLM, runtime_in_share=True)
+    runtime_tokens = planner.RUNTIME_OVERHEAD_BYTES // p.kv_bytes_per_token
+    assert p.kv_capacity_tokens - _plan(LLAMA_7B, "g5.2xlarge", 1, with_runtime,
+                                        max_total_tokens=4096).kv_capacity_tokens in (runtime_tokens, runtime_tokens + 1)
 
 
 def test_unset_max_model_len_is_the_context_and_must_fit_one_sequence():
@@ -63,7 +68,8 @@ def test_unset_max_model_len_is_the_context_and_must_fit_one_sequence():
     p = plan(LLAMA_13B, long_context, CATALOG["g5.12xlarge"], 4, Request(), VLLM)
     assert p.max_total_tokens == 131072 and not p.fits
     assert p.reason.startswith(f"KV cache holds {p.kv_capacity_tokens} tokens")
-    assert "needs 131072 (one sequence of maxTotalTokens: vLLM refuses to start otherwise)" in p.reason
+    # 131072 tokens in blocks of 16, plus vLLM's reserved block.
+    assert f"needs {131072 + 16} (one sequence of maxTotalTokens: vLLM refuses to start otherwise)" in p.reason
     # TGI instead lowers its total to what the cache holds.
     t = plan(LLAMA_13B, long_context, CATALOG["g5.12xlarge"], 4, Request(), tgi.MEMORY)
     assert t.fits and t.max_total_tokens == t.kv_capacity_tokens
@@ -120,10 +126,41 @@ def test_prequantized_checkpoint_runs_with_its_method_and_takes_dtype():
 def test_on_the_fly_fp8_runs_weight_only_on_a_t4():
     """FP8 Marlin from compute capability 7.5: every GPU of the catalog; a T4 (7.5) holds Llama-2-7B
     in 8 bits where 16 bits do not fit."""
-    assert all(i.gpu.compute_capability >= vllm.FP8_MIN_COMPUTE_CAPABILITY for i in CATALOG.values())
+    assert all(i.gpu.compute_capability >= vllm.FP8_MIN_COMPUTE_CAPABILITY["fp8_per_tensor"]
+               for i in CATALOG.values())
     assert not _plan(LLAMA_7B, "g4dn.xlarge", 1, max_total_tokens=2048).fits
     p = _plan(LLAMA_7B, "g4dn.xlarge", 1, quantize="fp8_per_tensor", max_total_tokens=2048)
     assert p.fits, p.reason
+
+
+@pytest.mark.parametrize("instance, quantize, dtype, refused", [
+    # Per-channel FP8 (PTPC) has no Marlin fallback: SM89 and newer only.
+    ("g5.xlarge", "fp8_per_channel", None, "fp8_per_channel needs compute capability 8.9"),
+    ("g6e.xlarge", "fp8_per_channel", None, None),
+    # vLLM refuses bfloat16 below compute capability 8.0 (a T4).
+    ("g4dn.xlarge", "fp8_per_tensor", "bfloat16", "bfloat16 needs compute capability 8.0"),
+    ("g4dn.xlarge", "fp8_per_tensor", "float16", None),
+])
+def test_what_vllm_refuses_at_start_the_planner_refuses(instance, quantize, dtype, refused):
+    p = _plan(LLAMA_7B, instance, 1, quantize=quantize, dtype=dtype, max_total_tokens=2048)
+    if refused:
+        assert not p.fits and refused in p.reason
+    else:
+        assert p.fits, p.reason
+
+
+def test_one_sequence_needs_whole_kv_blocks_and_the_reserved_one():
+    """vLLM allocates the KV cache in 16-token blocks and keeps one block back: a maxTotalTokens
+    that the capacity holds only without that rounding does not fit."""
+    long_context = _with(LLAMA_13B, max_position_embeddings=131072)
+
+    def fits(total: int) -> bool:
+        return plan(LLAMA_13B, long_context, CATALOG["g5.12xlarge"], 4, Request(max_total_tokens=total), VLLM).fits
+
+    capacity = plan(LLAMA_13B, long_context, CATALOG["g5.12xlarge"], 4, Request(max_total_tokens=8192),
+                    VLLM).kv_capacity_tokens
+    largest = (capacity // 16 - 1) * 16
+    assert fits(largest) and not fits(largest + 1)
 
 
 def test_on_the_fly_fp8_halves_the_linear_layers():

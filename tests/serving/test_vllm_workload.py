@@ -8,10 +8,11 @@ import copy
 import pytest
 import yaml
 
+from components.config.ingress import IDLE_TIMEOUT_MAX_SECONDS
 from components.engines import vllm
 from components.offline import mockrun
 
-from ..conftest import ROOT, run_settings
+from ..conftest import ROOT, run_settings, stack_settings
 from .helpers import DEPLOYMENT, JOB, LOCK, container, env, manifest
 
 VLLM = yaml.safe_load((ROOT / "tests" / "data" / "vllm.yaml").read_text())
@@ -89,6 +90,10 @@ def test_environment_offline_from_the_shared_cache(prod_run, deployment):
     assert e["VLLM_NO_USAGE_STATS"] == VLLM["env"]["VLLM_NO_USAGE_STATS"]["disables_usage_stats_when"]
     assert e["VLLM_API_KEY"] == {"secretKeyRef": {"name": "tgi-api-key", "key": "API_KEY"}}
     assert not set(e) & set(VLLM["env"]["never_set"])
+    # The pod keeps idle connections longer than any ALB may (its 5 s default would make the ALB
+    # reuse closed connections: 502s).
+    idle = int(stack_settings("prod")["ingress"]["idleTimeoutSeconds"])
+    assert int(e["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"]) > max(idle, IDLE_TIMEOUT_MAX_SECONDS)
     assert set(e) - {"HOME"} <= set(VLLM["env"]), set(e)  # HOME: the image user's, for its caches
     # The engine core's start gets the startup probe's budget.
     start = c["startupProbe"]

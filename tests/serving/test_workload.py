@@ -152,5 +152,12 @@ def test_pulumi_waits_long_enough_and_in_order(prod_run):
     assert download < job_s < 3 * 3600  # neither gives up on a healthy download nor waits forever
     assert dep_s > 600 + 300 and dep_s < 2 * 3600  # a GPU node, the image, the cold start
     # A rollout first waits for an old pod to drain (its GPUs) before a new one starts.
-    grace = manifest(prod_run, DEPLOYMENT, "qwen-72b-blue")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert int(deployment.custom_timeouts["update"].rstrip("s")) >= dep_s + grace
+    spec = manifest(prod_run, DEPLOYMENT, "qwen-72b-blue")["spec"]
+    grace = spec["template"]["spec"]["terminationGracePeriodSeconds"]
+    # Kubernetes calls a rollout failed after progressDeadlineSeconds without progress (600 s by
+    # default): at least one step, a drain and a start.
+    assert spec["progressDeadlineSeconds"] >= dep_s + grace
+    # The pods are replaced one step at a time, as many steps as replicas.max.
+    models = {m["name"]: m for m in stack_settings("prod")["models"]}
+    steps = models["qwen-72b"]["replicas"]["max"]
+    assert int(deployment.custom_timeouts["update"].rstrip("s")) >= steps * spec["progressDeadlineSeconds"]
