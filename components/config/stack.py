@@ -13,7 +13,7 @@ from .cluster import (AUTONAME, CLUSTER_AND_GROUP_MAX, CLUSTER_NAME_MAX, NODE_GR
 from .errors import ConfigError
 from .fields import Settings, dns_label
 from .ingress import IngressConfig
-from .models import ModelConfig
+from .models import SLOTS, ModelConfig
 from .monitoring import MonitoringConfig
 from .node_groups import GpuNodeGroupConfig, SystemNodeGroupConfig, release_kubernetes_version
 from .storage import StorageConfig
@@ -99,6 +99,14 @@ class StackConfig(Settings):
                           "an existing VPC: small subnets (/27 or larger, one per AZ) for the load "
                           "balancers only; the serving pods admit their addresses")
         errors += _duplicates("models", [m.name for m in self.models])
+        # Each slot of a model has a Service `<model>-<slot>` (serving/exposure.py) beside the
+        # model's own `<model>`: no model may be named like another's slot.
+        names = {m.name for m in self.models}
+        for i, m in enumerate(self.models):
+            for slot in SLOTS:
+                if f"{m.name}-{slot}" in names:
+                    errors.append(f"models[{i}].name: the Service of {m.name}'s {slot} slot is named "
+                                  f"{m.name}-{slot}, as the model {m.name}-{slot} is: rename one")
         for i, m in enumerate(self.models):
             if self.ingress is not None and m.replicas.min < 2 and m.evictions == "allow":
                 # One replica and evictions allowed: every node roll, auto-repair or drain takes

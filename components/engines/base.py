@@ -10,9 +10,27 @@ from typing import Callable, Iterable, Mapping, Optional
 
 from ..config import Slot
 from ..planning.catalog import GpuInstance
-from ..planning.planner import MemoryModel, Plan
+from ..planning.planner import PRESTOP_SECONDS, MemoryModel, Plan
 
 PROBE_PERIOD_SECONDS = 10
+# What `pulumi up` waits for (estimates, deliberately generous): a GPU node launched, joined and
+# its GPUs advertised; the engine's image pulled (several GB compressed).
+NODE_START_SECONDS = 600
+IMAGE_PULL_SECONDS = 600
+# After its drain the engine's processes exit (shards, engine cores).
+SHUTDOWN_MARGIN_SECONDS = 15
+
+
+def drain_seconds(plan: Plan) -> int:
+    """How long the engine waits for in-flight requests on SIGTERM (TGI's
+    GRACEFUL_TERMINATION_TIMEOUT, vLLM's --shutdown-timeout): the plan's generation cap, so the
+    longest request still finishes."""
+    return plan.generation_seconds
+
+
+def startup_seconds(plan: Plan, minimum: int) -> int:
+    """The startup probe's budget: twice the plan's cold start, never under the engine's minimum."""
+    return max(minimum, 2 * plan.cold_start_seconds)
 
 
 @dataclass(frozen=True)
@@ -64,11 +82,7 @@ class Engine:
     queue_metric: str  # the HPA's per-pod metric, as prometheus-adapter serves it
     public_routes: tuple[tuple[str, str], ...]  # (path, pathType) the Ingress exposes
     cache_path: str  # where the model cache volume is mounted
-    probes: Callable[[Plan], dict[str, dict]]
-    termination_grace_seconds: Callable[[Plan], int]
-    deregistration_delay_seconds: Callable[[Plan], int]
-    deployment_timeout_seconds: Callable[[Plan], int]
-    deployment_update_timeout_seconds: Callable[[Plan], int]
+    min_startup_seconds: int  # the startup probe's budget at least (load, warmup, compile)
     shm_size_gib: Callable[[int], int]
     # The container's securityContext beyond the hardening every container gets, and the
     # checkov checks it knowingly fails, each with its reason (serving/security.py).
@@ -88,3 +102,25 @@ class Engine:
 
     def port(self, name: str) -> int:
         return dict(self.ports)[name]
+
+    def startup_seconds(self, plan: Plan) -> int:
+        return startup_seconds(plan, self.min_startup_seconds)
+
+    def probes(self, plan: Plan) -> dict[str, dict]:
+        return health_probes(self.startup_seconds(plan))
+
+    def termination_grace_seconds(self, plan: Plan) -> int:
+        """Keep serving while the load balancer deregisters the pod (preStop), then drain."""
+        return PRESTOP_SECONDS + drain_seconds(plan) + SHUTDOWN_MARGIN_SECONDS
+
+    def deregistration_delay_seconds(self, plan: Plan) -> int:
+        """How long the ALB keeps a deregistering pod's connections: until the engine drained."""
+        return PRESTOP_SECONDS + drain_seconds(plan)
+
+    def deployment_timeout_seconds(self, plan: Plan) -> int:
+        """How long `pulumi up` waits for a new Deployment: a GPU node, the image, the start."""
+        return NODE_START_SECONDS + IMAGE_PULL_SECONDS + self.startup_seconds(plan)
+
+    def deployment_update_timeout_seconds(self, plan: Plan) -> int:
+        """One rollout step also waits for an old pod to drain: its GPUs are free once it is gone."""
+        return self.deployment_timeout_seconds(plan) + self.termination_grace_seconds(plan)

@@ -32,8 +32,8 @@ from typing import Optional
 from ..config import Slot
 from ..planning.catalog import GpuInstance
 from ..planning.lock import LockEntry
-from ..planning.planner import MIB, PRESTOP_SECONDS, MemoryModel, Plan, Request
-from .base import Engine, health_probes
+from ..planning.planner import MIB, MemoryModel, Plan, Request
+from .base import IMAGE_PULL_SECONDS, Engine, drain_seconds
 from .base import Resources, pod_resources  # noqa: F401 (their home before base.py)
 
 
@@ -52,15 +52,9 @@ PUBLIC_ROUTES = (("/generate", "Exact"), ("/generate_stream", "Exact"), ("/invoc
 METRICS_PORT = 9000  # PROMETHEUS_PORT default (since v3.3.0)
 CACHE_PATH = "/data"  # HF_HOME of the image; the model cache volume is mounted here
 HUB_CACHE = f"{CACHE_PATH}/hub"
-# After the endpoint is removed, the load balancer takes a few seconds to stop sending new
-# requests; the pod keeps serving meanwhile (PRESTOP_SECONDS, planner.py), then TGI drains.
-SHUTDOWN_MARGIN_SECONDS = 15
+# While TGI loads and warms up nothing listens (connection refused), then /health answers 200,
+# or 503 when a shard is unhealthy (docs/tgi.md): the startup probe waits at least this long.
 MIN_STARTUP_SECONDS = 300
-
-# What `pulumi up` waits for (estimates, deliberately generous): a GPU node launched, joined and
-# its GPUs advertised; the TGI image pulled (several GB compressed); the download from the Hub.
-NODE_START_SECONDS = 600
-IMAGE_PULL_SECONDS = 600
 HUB_DOWNLOAD_MIBPS = 100  # a conservative rate from the Hub into EFS
 
 
@@ -93,31 +87,6 @@ def launcher_env(slot: Slot, plan: Plan, revision: str) -> dict[str, str]:
     return env
 
 
-def drain_seconds(plan: Plan) -> int:
-    """How long TGI waits for in-flight requests on shutdown: the plan's generation cap."""
-    return plan.generation_seconds
-
-
-def termination_grace_seconds(plan: Plan) -> int:
-    return PRESTOP_SECONDS + drain_seconds(plan) + SHUTDOWN_MARGIN_SECONDS
-
-
-def deregistration_delay_seconds(plan: Plan) -> int:
-    """How long the ALB keeps a deregistering pod's connections: until TGI has drained."""
-    return PRESTOP_SECONDS + drain_seconds(plan)
-
-
-def startup_seconds(plan: Plan) -> int:
-    """The startup probe's budget: twice the plan's cold start, never under 5 minutes."""
-    return max(MIN_STARTUP_SECONDS, 2 * plan.cold_start_seconds)
-
-
-def probes(plan: Plan) -> dict[str, dict]:
-    """While TGI loads and warms up nothing listens (connection refused), then /health answers
-    200, or 503 when a shard is unhealthy (docs/tgi.md)."""
-    return health_probes(startup_seconds(plan))
-
-
 def shm_size_gib(num_shard: int) -> int:
     """/dev/shm for NCCL between shards: 1 GiB is the documented minimum; 1 GiB per shard."""
     return max(1, num_shard)
@@ -131,16 +100,6 @@ def job_timeout_seconds(weights_bytes: int) -> int:
     """How long `pulumi up` waits for the download Job: image pull plus the download, doubled
     for a slow Hub, but not forever on a broken one."""
     return IMAGE_PULL_SECONDS + 2 * download_seconds(weights_bytes)
-
-
-def deployment_timeout_seconds(plan: Plan) -> int:
-    """How long `pulumi up` waits for a new Deployment: a GPU node, the image, the startup budget."""
-    return NODE_START_SECONDS + IMAGE_PULL_SECONDS + startup_seconds(plan)
-
-
-def deployment_update_timeout_seconds(plan: Plan) -> int:
-    """A rollout also waits for an old pod to drain: its GPUs are free only once it is gone."""
-    return deployment_timeout_seconds(plan) + termination_grace_seconds(plan)
 
 
 def cache_request_gib(weights_bytes: int) -> int:
@@ -171,7 +130,6 @@ def download_script() -> str:
         "    f.write(os.path.basename(path))\n"
         "print('model in cache at', path)\n"
     )
-
 
 
 # The checks of checkov the TGI image knowingly fails, with their reasons (serving/security.py
@@ -243,11 +201,7 @@ ENGINE = Engine(
     api_key_env="API_KEY",  # the launcher's setting (docs/tgi.md)
     ports=(("http", HTTP_PORT), ("metrics", METRICS_PORT)), metrics_port="metrics",
     queue_metric="tgi_queue_size", public_routes=PUBLIC_ROUTES, cache_path=CACHE_PATH,
-    probes=probes, termination_grace_seconds=termination_grace_seconds,
-    deregistration_delay_seconds=deregistration_delay_seconds,
-    deployment_timeout_seconds=deployment_timeout_seconds,
-    deployment_update_timeout_seconds=deployment_update_timeout_seconds,
-    shm_size_gib=shm_size_gib,
+    min_startup_seconds=MIN_STARTUP_SECONDS, shm_size_gib=shm_size_gib,
     # The TGI image runs as root: any other UID fails to start (libpython under /root,
     # huggingface/text-generation-inference#3082), so runAsNonRoot cannot be set; TGI writes to
     # /tmp and kernel caches under the root filesystem (serving/security.py has the reasons).

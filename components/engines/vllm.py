@@ -56,8 +56,8 @@ from ..config import Slot
 from ..config.ingress import IDLE_TIMEOUT_MAX_SECONDS
 from ..planning.catalog import GpuInstance
 from ..planning.lock import LockEntry
-from ..planning.planner import GIB, PRESTOP_SECONDS, MemoryModel, Plan, Request
-from .base import Engine, health_probes
+from ..planning.planner import GIB, MemoryModel, Plan, Request
+from .base import Engine, drain_seconds, startup_seconds
 
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.33.0"  # docker/Dockerfile at the tag; never `latest`
 HTTP_PORT = 8000  # `--port` default; /metrics is served on it too
@@ -68,14 +68,11 @@ HUB_CACHE = f"{CACHE_PATH}/hub"
 PUBLIC_ROUTES = (("/v1", "Prefix"), ("/health", "Exact"))
 GPU_MEMORY_UTILIZATION = 0.92  # vLLM's default, set explicitly
 
-# After the endpoint is removed the load balancer takes a few seconds to stop sending; then
-# vLLM drains (--shutdown-timeout) and its engine processes exit.
-SHUTDOWN_MARGIN_SECONDS = 15
-# The first start compiles (torch.compile) and captures CUDA graphs after loading the weights
-# (docs/configuration/optimization.md): more than TGI's warmup.
+# The port listens only once weights, profile, KV cache, compile and graphs are done, then
+# /health answers 200, or 503 when the engine died (vllm/entrypoints/launchers/); the first start
+# compiles (torch.compile) and captures CUDA graphs (docs/configuration/optimization.md): the
+# startup probe waits longer than for TGI.
 MIN_STARTUP_SECONDS = 600
-NODE_START_SECONDS = 600  # as TGI's (engines/tgi.py): a GPU node launched and joined
-IMAGE_PULL_SECONDS = 600
 
 # vLLM's serve defaults by GPU memory (vllm/engine/arg_utils.py): below 70 GiB, or an A100, 2048
 # batched tokens and 256 sequences; from 70 GiB 8192 and 1024; from 160 GiB 16384 and 1024.
@@ -152,32 +149,6 @@ MEMORY = MemoryModel(
     runtime_in_share=False, block_tokens=16, reserved_blocks=1)
 
 
-def drain_seconds(plan: Plan) -> int:
-    """`--shutdown-timeout`: the plan's generation cap, so the longest request still finishes."""
-    return plan.generation_seconds
-
-
-def termination_grace_seconds(plan: Plan) -> int:
-    return PRESTOP_SECONDS + drain_seconds(plan) + SHUTDOWN_MARGIN_SECONDS
-
-
-def deregistration_delay_seconds(plan: Plan) -> int:
-    return PRESTOP_SECONDS + drain_seconds(plan)
-
-
-def startup_seconds(plan: Plan) -> int:
-    """The startup probe's budget (and the engine core's): twice the cold start, at least 10 min."""
-    return max(MIN_STARTUP_SECONDS, 2 * plan.cold_start_seconds)
-
-
-def deployment_timeout_seconds(plan: Plan) -> int:
-    return NODE_START_SECONDS + IMAGE_PULL_SECONDS + startup_seconds(plan)
-
-
-def deployment_update_timeout_seconds(plan: Plan) -> int:
-    return deployment_timeout_seconds(plan) + termination_grace_seconds(plan)
-
-
 def shm_size_gib(num_shard: int) -> int:
     """/dev/shm for NCCL between tensor-parallel workers (docs/deployment/k8s.md): 1 GiB per GPU."""
     return max(1, num_shard)
@@ -213,14 +184,8 @@ def serve_env(model: str, slot: Slot, plan: Plan, revision: str) -> dict[str, st
         "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": str(IDLE_TIMEOUT_MAX_SECONDS + 5),
         # The engine core's start (weights from EFS, profile, compile, graphs) within the probe's
         # budget, not the 600 s default (vllm/v1/engine/core_client.py).
-        "VLLM_ENGINE_READY_TIMEOUT_S": str(startup_seconds(plan)),
+        "VLLM_ENGINE_READY_TIMEOUT_S": str(startup_seconds(plan, MIN_STARTUP_SECONDS)),
     }
-
-
-def probes(plan: Plan) -> dict[str, dict]:
-    """The port listens only once weights, profile, KV cache, compile and graphs are done, then
-    /health answers 200, or 503 when the engine died (vllm/entrypoints/launchers/)."""
-    return health_probes(startup_seconds(plan))
 
 
 _UID = (f"the image's vllm user is UID {USER} (docker/Dockerfile, docs/deployment/docker.md); a "
@@ -231,11 +196,7 @@ ENGINE = Engine(
     ports=(("http", HTTP_PORT),), metrics_port="http",
     # vllm:num_requests_waiting, as prometheus-adapter names it for the HPA (infra/monitoring.py).
     queue_metric="vllm_num_requests_waiting",
-    public_routes=PUBLIC_ROUTES, cache_path=CACHE_PATH, probes=probes,
-    termination_grace_seconds=termination_grace_seconds,
-    deregistration_delay_seconds=deregistration_delay_seconds,
-    deployment_timeout_seconds=deployment_timeout_seconds,
-    deployment_update_timeout_seconds=deployment_update_timeout_seconds,
+    public_routes=PUBLIC_ROUTES, cache_path=CACHE_PATH, min_startup_seconds=MIN_STARTUP_SECONDS,
     shm_size_gib=shm_size_gib,
     security_context={"readOnlyRootFilesystem": True, "runAsNonRoot": True,
                       "runAsUser": USER, "runAsGroup": GROUP},

@@ -103,7 +103,7 @@ CLUSTER_AUTOSCALER_IMAGE = {"1.35": "v1.35.0", "1.36": "v1.36.1"}
 # (default 600 s) of its terminationGracePeriodSeconds, then terminates the node anyway
 # (kubernetes/autoscaler cluster-autoscaler/FAQ.md, "How fast is Cluster Autoscaler?" and its
 # parameter table). A serving pod's grace period is its preStop, the drain of its longest
-# generation and the engine's shutdown margin (engines/tgi.py termination_grace_seconds: 15 s).
+# generation and the engine's shutdown margin (engines/base.py Engine.termination_grace_seconds: 15 s).
 # Behind a load balancer the planner keeps preStop + drain within an ALB's deregistration delay
 # (planner.MAX_DEREGISTRATION_DELAY_SECONDS, plans.drain_limits); without one the stack's longest
 # generation decides. The cap only lowers a pod's own grace period, so a generous margin costs

@@ -143,6 +143,11 @@ def load_plans(stack: Stack, lock: Lock, engines: MemoryModels) -> tuple[Plans, 
     warnings += idle
     for i, model in enumerate(stack.settings.models):
         for slot in model.resolved_slots():
+            memory = engines[slot.engine]
+            if slot.max_input_tokens is not None and not memory.input_limit:
+                where = f"models[{i}].slots.{slot.slot}" if model.slots else f"models[{i}]"
+                warnings.append(f"{where}.maxInputTokens: {memory.label} has no input limit of its "
+                                "own (prompt and output share maxTotalTokens): ignored on this slot")
             entry = lock.find(slot.id, slot.revision)
             if entry is not None and entry.gated and stack.hf_token is None:
                 errors.append(f"hfToken: required: models[{i}] ({slot.id}) is gated (`pulumi "

@@ -1,5 +1,7 @@
 """How clients reach a model: the Service (the active slot only) and, with an ingress configured,
-an Ingress on the shared ALB that exposes only the active slot's engine's API routes."""
+an Ingress on the shared ALB that exposes only the active slot's engine's API routes. A model with
+two slots and an ingress also gets one Service per slot, each the backend of its own target group,
+and the Ingress forwards to both with the weight on the active slot (blue-green on the ALB)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,14 @@ SSL_POLICY = "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
 # a target group takes its Ingress's tags merged with its backend Service's (the Service's win),
 # so the model's own tag goes on the Service.
 TAGS = "alb.ingress.kubernetes.io/tags"
+# A listener rule's own action (annotations.md, actions.${action-name}): the Ingress path's
+# backend names the action and its port is `use-annotation`
+# (pkg/ingress/enhanced_backend_builder.go, magicServicePortUseAnnotation).
+ACTIONS = "alb.ingress.kubernetes.io/actions."
+USE_ANNOTATION = "use-annotation"
+# The weight a forward action gives the active slot's target group (the other gets 0). ALB
+# weights are 0-999 (ELBv2 API, TargetGroupTuple); a group's share is its weight over their sum.
+ACTIVE_WEIGHT = 100
 
 
 def tags_annotation(tags: dict[str, str]) -> dict[str, str]:
@@ -69,16 +79,61 @@ def service(scope: Scope, active: str, engine: Engine, ready: Optional[pulumi.Re
     }, opts=scope.opts(depends_on=[ready] if ready else []))
 
 
+def slot_service(scope: Scope, slot: str, tags: Optional[dict[str, str]] = None) -> k8s.core.v1.Service:
+    """`<model>-<slot>`: the pods of one slot, whichever is active, as the backend of the target
+    group that slot has on the ALB (the controller makes one per Service and port of a forward
+    action). Its pods are targets from the time they start, health-checked at weight 0, and pods
+    created while that target group exists get its readiness gate (the namespace's
+    elbv2.k8s.aws/pod-readiness-gate-inject, shared.py; aws-load-balancer-controller v3.5.0
+    docs/deploy/pod_readiness_gate.md): a switch moves weights between two warm target groups,
+    rather than registering new targets in `initial` state behind a moved selector. Only the http
+    port: Prometheus scrapes the pods (pod_monitor.py). `tags`: the AWS tags of its target group."""
+    metadata = scope.metadata(f"{scope.model}-{slot}")
+    if tags:
+        metadata["annotations"] = tags_annotation(tags)
+    return k8s.core.v1.Service(f"{scope.name}-svc-{slot}", metadata=metadata, spec={
+        "type": "ClusterIP",
+        "selector": {MODEL_LABEL: scope.model, SLOT_LABEL: slot},
+        "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+    }, opts=scope.opts())
+
+
+def forward_action(services: dict[str, pulumi.Input[str]], active: str) -> pulumi.Output[str]:
+    """The forward action's JSON (annotations.md v3.5.0, actions, forward-multiple-tg, the
+    advanced schema: `{"type":"forward","forwardConfig":{"targetGroups":[{"serviceName":...,
+    "servicePort":...,"weight":...}]}}`; servicePort a port's name or number,
+    pkg/ingress/config_types.go TargetGroupTuple), one target group per slot's Service (by
+    slot, so that a switch changes only the weights), all the weight on `active`."""
+    slots = sorted(services)
+    return pulumi.Output.all(*(services[s] for s in slots)).apply(lambda names: json.dumps({
+        "type": "forward", "forwardConfig": {"targetGroups": [
+            {"serviceName": name, "servicePort": "http", "weight": ACTIVE_WEIGHT if slot == active else 0}
+            for slot, name in zip(slots, names)]}}, separators=(",", ":")))
+
+
 def ingress(scope: Scope, ing: IngressConfig, svc: k8s.core.v1.Service,
             routes: tuple[tuple[str, str], ...], waf_acl_arn: Optional[pulumi.Input[str]],
             load_balancer_controller: Optional[pulumi.Resource], *,
             deregistration_delay_seconds: int,
             access_logs_bucket: Optional[pulumi.Input[str]] = None,
             subnet_ids: Optional[list[pulumi.Input[str]]] = None,
-            cost_tags: Optional[dict[str, str]] = None) -> k8s.networking.v1.Ingress:
+            cost_tags: Optional[dict[str, str]] = None,
+            slot_services: Optional[dict[str, k8s.core.v1.Service]] = None,
+            active: Optional[str] = None,
+            ready: Optional[pulumi.Resource] = None) -> k8s.networking.v1.Ingress:
     """`routes`: the (path, pathType) pairs the active slot's engine exposes (Engine.public_routes).
-    `deregistration_delay_seconds`: how long the target group keeps a deregistering pod's
-    connections (Engine.deregistration_delay_seconds of the model's slots).
+    `slot_services`: with two slots, each slot's Service (slot_service); the paths then go to a
+    forward action named after the model whose weight is on `active`, once `ready` (the active
+    slot's Deployment) is: the switch waits for it as the model's Service does (service()). The
+    action is named like the model's Service, which exists and has endpoints, so that Pulumi's
+    Ingress await finds a Service for every path (pulumi-kubernetes provider/pkg/await/ingress.go,
+    checkIfEndpointsReady); with port `use-annotation` the controller reads the action instead.
+    Without `slot_services`, the paths go to `svc`.
+    `deregistration_delay_seconds`: how long a target group keeps a deregistering pod's
+    connections (Engine.deregistration_delay_seconds of the model's slots). This and the health
+    check apply to every target group of the Ingress (both slots'); a Service's own annotations
+    would override them for its target group (annotations.md: Location Ingress,Service, "Annotations
+    applied to Service have higher priority"), and only the model tag is set there.
     `cost_tags`: the stack's tags for the ALB and what comes with it.
     `access_logs_bucket`: the stack's access log bucket (Serving.access_logs_bucket); none,
     no access logs. `subnet_ids`: where the load balancer goes; named rather than discovered,
@@ -108,13 +163,22 @@ def ingress(scope: Scope, ing: IngressConfig, svc: k8s.core.v1.Service,
         annotations["alb.ingress.kubernetes.io/wafv2-acl-arn"] = waf_acl_arn
     if subnet_ids:
         annotations["alb.ingress.kubernetes.io/subnets"] = pulumi.Output.all(*subnet_ids).apply(",".join)
+    # the controller's webhooks and class exist first
+    depends_on: list[pulumi.Resource] = [load_balancer_controller] if load_balancer_controller else []
+    if slot_services:
+        if active not in slot_services:
+            raise ValueError(f"active slot {active!r} is not one of {', '.join(sorted(slot_services))}")
+        annotations[ACTIONS + scope.model] = forward_action(
+            {slot: s.metadata.name for slot, s in slot_services.items()}, active)
+        backend = {"name": scope.model, "port": {"name": USE_ANNOTATION}}
+        depends_on += [svc, *([ready] if ready else [])]
+    else:
+        backend = {"name": svc.metadata.name, "port": {"name": "http"}}
     return k8s.networking.v1.Ingress(f"{scope.name}-ingress", metadata=scope.metadata(
         scope.model, annotations=annotations,
     ), spec={
         "ingressClassName": "alb",
         "rules": [{"host": f"{scope.model}.{ing.domain}", "http": {"paths": [{
-            "path": path, "pathType": kind,
-            "backend": {"service": {"name": svc.metadata.name, "port": {"name": "http"}}},
+            "path": path, "pathType": kind, "backend": {"service": backend},
         } for path, kind in routes]}}],
-    }, opts=scope.opts(  # the controller's webhooks and class exist first
-        depends_on=[load_balancer_controller] if load_balancer_controller else []))
+    }, opts=scope.opts(depends_on=depends_on))

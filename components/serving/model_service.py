@@ -2,7 +2,8 @@
 
 Per model: a ServiceAccount without a token, the model cache (a ReadWriteMany volume on EFS),
 NetworkPolicies (network_policies.py), a Service selecting the active slot and, with an ingress
-configured, an Ingress on the shared ALB (exposure.py), a PodMonitor (pod_monitor.py). Per slot
+configured, an Ingress on the shared ALB (exposure.py), a PodMonitor (pod_monitor.py); with an
+ingress, a Service per slot too, the Ingress weighting their target groups. Per slot
 (blue, green), each on its own engine (TGI or vLLM, `SlotSpec.engine`): the Job that downloads
 the pinned revision into the cache (download.py), the Deployment, created once the Job is done
 (workload.py), its autoscaler and disruption budget (scaling.py). The Service and Ingress follow
@@ -98,16 +99,25 @@ class ModelService(pulumi.ComponentResource):
 
         # Blue-green: the selector moves to a slot once its Deployment is ready (exposure.py).
         active = next(s for s in args.slots if s.slot.slot == args.active)
-        service = exposure.service(scope, args.active, active.engine, ready=self.deployments[args.active],
-                                   tags={"model": args.model} if args.ingress is not None else None)
+        ready = self.deployments[args.active]
+        # Behind the load balancer each slot has its own Service and target group, for as long as
+        # the slot exists: adding green leaves blue's target group as it is, the switch moves the
+        # weights between two warm ones, and removing blue leaves green's (a target group that
+        # moved with a selector would start its targets in `initial`: 503s).
+        tags = {"model": args.model}
+        slot_services = ({s.slot.slot: exposure.slot_service(scope, s.slot.slot, tags) for s in args.slots}
+                         if args.ingress is not None else None)
+        service = exposure.service(scope, args.active, active.engine, ready=ready,
+                                   tags=tags if args.ingress is not None and not slot_services else None)
         self.service_name = service.metadata.name
         if args.ingress is not None:
-            # One target group for the model: it drains whichever slot served last.
+            # Every target group of the model drains for its slowest slot's generations.
             delay = max(s.engine.deregistration_delay_seconds(s.plan) for s in args.slots)
             exposure.ingress(scope, args.ingress, service, active.engine.public_routes,
                              args.waf_acl_arn, args.load_balancer_controller,
                              deregistration_delay_seconds=delay, access_logs_bucket=args.access_logs_bucket,
-                             subnet_ids=args.lb_subnet_ids, cost_tags=args.cost_tags)
+                             subnet_ids=args.lb_subnet_ids, cost_tags=args.cost_tags,
+                             slot_services=slot_services, active=args.active, ready=ready)
         if args.prometheus_selector is not None:
             pod_monitor(scope, args.prometheus_selector, args.monitoring,
                         {s.engine.name: s.engine.metrics_port for s in args.slots})

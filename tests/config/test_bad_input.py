@@ -40,7 +40,14 @@ def setting(key, value):
 INGRESS = {"domain": "llm.example.com", "allowedCidrs": ["10.0.0.0/8"],
            "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-0000-0000-000000000000"}
 
+def second_model(**changes):
+    """A copy of the first model, changed."""
+    return lambda c: c["llmserve:models"].append({**c["llmserve:models"][0], **changes})
+
+
 CASES = [
+    # names that would clash: a model named like another model's slot Service
+    (second_model(name="qwen-7b-green"), "models[0].name: the Service of qwen-7b's green slot is named qwen-7b-green"),
     # types
     (group(minSize="two"), "gpuNodeGroups[0].minSize: 'two' is not allowed: input should be a valid integer"),
     (cluster(kubernetesVersion=1.35), "cluster.kubernetesVersion: write the version as a string in quotes"),

@@ -503,7 +503,7 @@ def test_commands_are_found_in_blocks_spans_and_substitutions():
     ("kubectl -n llm get pvc <model>", "no PersistentVolumeClaim "),
     ("kubectl -n llm get jobs -l llmserve/model=<modle>", "unknown placeholders ['<modle>']"),
     ("kubectl -n llm get pods -l app=tgi", "selector 'app=tgi' selects nothing in namespace llm"),
-    ("kubectl -n llm get endpointslices -l kubernetes.io/service-name=<model>-<slot>",
+    ("kubectl -n llm get endpointslices -l kubernetes.io/service-name=<model>-svc",
      "no Service of that name"),
     ("kubectl get nodes -l llmserve/node-group=gpu", "selects no node group's nodes"),
     ("kubectl -n llm rollout restart deploy", "restarts every Deployment"),

@@ -122,3 +122,13 @@ def test_the_plan_command_shows_the_cap_and_warns():
     assert [int(r.split()[-1]) for r in rows] == [p["blue"].generation_seconds for p in plans.values()]
     # prod's idle timeout outlasts its longest generation: nothing to warn about.
     assert "ingress.idleTimeoutSeconds" not in result.stderr
+
+
+def test_max_input_tokens_on_a_vllm_slot_is_said_to_be_ignored(dev_settings):
+    """vLLM has no input limit: a maxInputTokens the slot inherits does nothing there."""
+    dev_settings["models"][0]["slots"] = {"blue": {}, "green": {"engine": "vllm"}}
+    dev_settings["models"][0]["active"] = "blue"
+    _, warnings = _load(dev_settings)
+    assert [w for w in warnings if "maxInputTokens" in w] == [
+        "models[0].slots.green.maxInputTokens: vLLM has no input limit of its own (prompt and "
+        "output share maxTotalTokens): ignored on this slot"]

@@ -1,23 +1,29 @@
-"""Blue-green slots: both run while configured, the Service selects the active one, the three commits of a rollout."""
+"""Blue-green slots: both run while configured, the Service selects the active one, the three
+commits of a rollout; behind the load balancer, a target group per slot and the switch moves
+the weights."""
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
 
+import kubernetes_validate
 import pytest
+import yaml
 from pulumi.runtime.settings import SETTINGS
 
 from components.engines.registry import MEMORY_MODELS
-from components.config import ConfigError
-from components.offline import mockrun
+from components.config import PROJECT, ConfigError, stack_file
+from components.offline import mockrun, render
 from components.planning.lock import LockEntry
 from components.planning.plans import plan_models
+from components.serving import exposure
 from components.serving.labels import download_job_name
 from components.serving.model_service import ModelService, ModelServiceArgs
 from components.serving.slots import slot_specs
 
-from ..conftest import run_settings, validate_settings
+from ..conftest import ROOT, run_settings, stack_settings, validate_settings
 from .helpers import DEPLOYMENT, JOB, LOCK, container, env, manifest
 
 
@@ -111,7 +117,7 @@ def test_readme_step_one_renders_with_one_download_for_both_slots(dev_settings):
 
 
 @pytest.mark.parametrize("names", [["default-deny"], ["x", "x-download"], ["x-serving", "x"],
-                                   ["a-blue", "a"], ["cache", "serving", "monitoring"]])
+                                   ["a-blues", "a"], ["cache", "serving", "monitoring"]])
 def test_model_names_never_clash_with_other_objects(dev_settings, names):
     base = dev_settings["models"][0]
     dev_settings["models"] = [{**base, "name": n, "replicas": {"min": 1, "max": 1}} for n in names]
@@ -120,6 +126,15 @@ def test_model_names_never_clash_with_other_objects(dev_settings, names):
     objects = [(r.type, r.inputs["metadata"].get("namespace"), r.inputs["metadata"]["name"])
                for r in run.resources if r.custom and "metadata" in r.inputs]
     assert len(objects) == len(set(objects))
+
+
+def test_a_model_named_like_another_models_slot_service_is_refused(dev_settings):
+    """`a-blue` would be both model a-blue's Service and model a's blue slot Service."""
+    base = dev_settings["models"][0]
+    dev_settings["models"] = [{**base, "name": n, "replicas": {"min": 1, "max": 1}} for n in ("a-blue", "a")]
+    dev_settings["gpuNodeGroups"][0]["maxSize"] = 2
+    with pytest.raises(ConfigError, match=r"models\[1\]\.name: the Service of a's blue slot is named a-blue"):
+        run_settings(dev_settings)
 
 
 def test_the_selector_waits_for_the_active_slots_deployment(dev_settings):
@@ -157,3 +172,196 @@ def test_a_green_that_never_gets_ready_leaves_the_service_on_blue(dev_settings, 
     SETTINGS.rpc_manager.clear()
     assert [r.inputs["metadata"]["name"] for r in run.of_type(DEPLOYMENT)] == ["qwen-7b-blue"]
     assert run.of_type("kubernetes:core/v1:Service") == []
+
+
+# --------------------------------------------------------------------------------------------
+# Blue-green behind the load balancer: a target group per slot, the switch moves the weights.
+
+SERVICE = "kubernetes:core/v1:Service"
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+
+
+def _prod_blue_green(active: str, green: dict | None = None) -> mockrun.Run:
+    """The prod stack file (an ingress, three models) with its first model, qwen-14b, on two
+    slots: blue as it is, green on a newer TGI image unless `green` says otherwise."""
+    config, secret_keys = stack_file.read(ROOT / "Pulumi.prod.yaml", PROJECT)
+    models = json.loads(config[f"{PROJECT}:models"])
+    assert models[0]["name"] == "qwen-14b"
+    models[0]["slots"] = {"blue": {}, "green": green or {
+        "image": "ghcr.io/huggingface/text-generation-inference:3.3.7"}}
+    models[0]["active"] = active
+    config[f"{PROJECT}:models"] = json.dumps(models)
+    config, secret_keys, _ = mockrun.stand_in_secrets(config, secret_keys, PROJECT)
+    return mockrun.run_program("prod", config, secret_keys)
+
+
+@pytest.fixture(scope="module")
+def prod_blue_green() -> dict[str, mockrun.Run]:
+    return {active: _prod_blue_green(active) for active in ("blue", "green")}
+
+
+def _action(ingress: dict) -> dict:
+    [(key, value)] = [(k, v) for k, v in ingress["metadata"]["annotations"].items() if k.startswith(exposure.ACTIONS)]
+    assert key == exposure.ACTIONS + ingress["metadata"]["name"]
+    return json.loads(value)
+
+
+def _weights(ingress: dict) -> dict[str, int]:
+    action = _action(ingress)
+    return {g["serviceName"]: g["weight"] for g in action["forwardConfig"]["targetGroups"]}
+
+
+@pytest.mark.parametrize("active, other", [("blue", "green"), ("green", "blue")])
+def test_each_slot_behind_the_load_balancer_has_its_own_service(prod_blue_green, active, other):
+    run = prod_blue_green[active]
+    for slot in ("blue", "green"):
+        svc = manifest(run, SERVICE, f"qwen-14b-{slot}")
+        assert svc["spec"]["selector"] == {"llmserve/model": "qwen-14b", "llmserve/slot": slot}
+        assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
+        # Its target group's tags: the stack's (the Ingress's) and the model's (the Service's).
+        assert svc["metadata"]["annotations"] == {exposure.TAGS: "model=qwen-14b"}
+        # Each slot's Deployment's pods are what its Service selects.
+        pod = manifest(run, DEPLOYMENT, f"qwen-14b-{slot}")["spec"]["template"]["metadata"]["labels"]
+        assert svc["spec"]["selector"].items() <= pod.items()
+    # The model's own Service stays, on the active slot (in-cluster clients, port-forward).
+    model = manifest(run, SERVICE, "qwen-14b")
+    assert model["spec"]["selector"] == {"llmserve/model": "qwen-14b", "llmserve/slot": active}
+    assert {p["name"] for p in model["spec"]["ports"]} == {"http", "metrics"}
+    assert exposure.TAGS not in model["metadata"].get("annotations", {})  # it backs no target group
+
+
+@pytest.mark.parametrize("active, other", [("blue", "green"), ("green", "blue")])
+def test_the_ingress_forwards_to_both_target_groups_weighted_on_the_active_slot(prod_blue_green, active, other):
+    ing = manifest(prod_blue_green[active], INGRESS, "qwen-14b")
+    # annotations.md v3.5.0, actions: the advanced schema of a forward to several target groups.
+    action = _action(ing)
+    assert action["type"] == "forward" and set(action["forwardConfig"]) == {"targetGroups"}
+    assert action["forwardConfig"]["targetGroups"] == [
+        {"serviceName": f"qwen-14b-{slot}", "servicePort": "http", "weight": 100 if slot == active else 0}
+        for slot in ("blue", "green")]
+    assert _weights(ing) == {f"qwen-14b-{active}": 100, f"qwen-14b-{other}": 0}
+    # Every path goes to the action: the backend names it, its port is `use-annotation`.
+    [rule] = ing["spec"]["rules"]
+    assert rule["http"]["paths"]
+    assert {json.dumps(p["backend"], sort_keys=True) for p in rule["http"]["paths"]} == {json.dumps(
+        {"service": {"name": "qwen-14b", "port": {"name": "use-annotation"}}}, sort_keys=True)}
+    # The health check and the drain apply to both slots' target groups (the Ingress's).
+    a = ing["metadata"]["annotations"]
+    assert a["alb.ingress.kubernetes.io/healthcheck-path"] == "/health"
+    assert a["alb.ingress.kubernetes.io/target-group-attributes"].startswith("deregistration_delay.timeout_seconds=")
+    assert "model" not in a[exposure.TAGS]  # the IngressGroup's tags must agree
+
+
+def test_the_switch_moves_only_the_weights(prod_blue_green):
+    """Blue active, then green: the slot Services and every other annotation and path stay; the
+    weights flip, and the model's Service selects the new slot."""
+    before, after = (manifest(prod_blue_green[s], INGRESS, "qwen-14b") for s in ("blue", "green"))
+    assert _weights(before) == {"qwen-14b-blue": 100, "qwen-14b-green": 0}
+    assert _weights(after) == {"qwen-14b-blue": 0, "qwen-14b-green": 100}
+    key = exposure.ACTIONS + "qwen-14b"
+    strip = lambda ing: {**ing, "metadata": {**ing["metadata"], "annotations": {  # noqa: E731
+        k: v for k, v in ing["metadata"]["annotations"].items() if k != key}}}
+    assert strip(before) == strip(after)
+    for slot in ("blue", "green"):
+        assert (manifest(prod_blue_green["blue"], SERVICE, f"qwen-14b-{slot}")
+                == manifest(prod_blue_green["green"], SERVICE, f"qwen-14b-{slot}"))
+
+
+@pytest.mark.parametrize("active, other", [("blue", "green"), ("green", "blue")])
+def test_the_weight_change_waits_for_the_active_slots_deployment(prod_blue_green, active, other):
+    """The Ingress (its weights) is sent once the active slot's Deployment is available, as the
+    model Service's selector is; the other slot's Deployment may change meanwhile."""
+    run = prod_blue_green[active]
+    ingress = next(r for r in run.of_type(INGRESS) if r.inputs["metadata"]["name"] == "qwen-14b")
+    deployments = {r.inputs["metadata"]["name"]: r.urn for r in run.of_type(DEPLOYMENT)}
+    assert deployments[f"qwen-14b-{active}"] in ingress.dependencies
+    assert deployments[f"qwen-14b-{other}"] not in ingress.dependencies
+    services = {r.inputs["metadata"]["name"]: r.urn for r in run.of_type(SERVICE)}
+    # The slots' Services (the action's target groups) and the model's (the backend's name) first.
+    assert {services["qwen-14b"], services["qwen-14b-blue"], services["qwen-14b-green"]} <= set(ingress.dependencies)
+
+
+def test_a_green_that_never_gets_ready_leaves_the_weights_on_blue(monkeypatch):
+    """Green's Deployment fails: the update stops there and the Ingress is never sent, so the
+    load balancer keeps its weights (all on blue)."""
+    new_resource = mockrun.PlatformMocks.new_resource
+
+    def failing(self, args):
+        if args.typ == DEPLOYMENT and args.name.endswith("qwen-14b-green"):
+            raise RuntimeError("the Deployment did not become ready")
+        return new_resource(self, args)
+
+    monkeypatch.setattr(mockrun.PlatformMocks, "new_resource", failing)
+    config, secret_keys = stack_file.read(ROOT / "Pulumi.prod.yaml", PROJECT)
+    models = json.loads(config[f"{PROJECT}:models"])
+    models[0].update(slots={"blue": {}, "green": {"image": "ghcr.io/huggingface/text-generation-inference:3.3.7"}},
+                     active="green")
+    config[f"{PROJECT}:models"] = json.dumps(models)
+    config, secret_keys, _ = mockrun.stand_in_secrets(config, secret_keys, PROJECT)
+    run = mockrun.Run()
+    with pytest.raises(RuntimeError, match="did not become ready"):
+        mockrun.run_program("prod", config, secret_keys, run=run)
+    loop = asyncio.get_event_loop()
+    if pending := asyncio.all_tasks(loop):
+        _, stuck = loop.run_until_complete(asyncio.wait(pending, timeout=60))
+        for task in stuck:
+            task.cancel()
+    SETTINGS.outputs.clear()
+    SETTINGS.rpc_manager.clear()
+    assert "qwen-14b" not in {r.inputs["metadata"]["name"] for r in run.of_type(INGRESS)}
+    assert "qwen-14b" not in {r.inputs["metadata"]["name"] for r in run.of_type(SERVICE)}
+
+
+def test_from_tgi_to_vllm_the_routes_follow_the_active_slot_and_the_targets_stay():
+    """Green on vLLM, active: the paths are vLLM's, all to the action; both slots' Services
+    target their pods' `http` port (each engine's own)."""
+    run = _prod_blue_green("green", {"engine": "vllm"})
+    ing = manifest(run, INGRESS, "qwen-14b")
+    assert {p["path"] for p in ing["spec"]["rules"][0]["http"]["paths"]} == {"/v1", "/health"}
+    assert _weights(ing) == {"qwen-14b-blue": 0, "qwen-14b-green": 100}
+    for slot in ("blue", "green"):
+        ports = manifest(run, DEPLOYMENT, f"qwen-14b-{slot}")["spec"]["template"]["spec"]["containers"][0]["ports"]
+        assert "http" in {p["name"] for p in ports}
+
+
+def test_the_load_balancer_reaches_both_slots_pods(prod_blue_green):
+    """The serving policy selects the model's server pods, whatever their slot: the ALB's
+    subnets reach both target groups' pods (health checks of the idle slot included)."""
+    run = prod_blue_green["blue"]
+    policy = manifest(run, NETWORK_POLICY, "qwen-14b-serving")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert "llmserve/slot" not in selector
+    [lb] = [r for r in policy["spec"]["ingress"] if any("ipBlock" in p for p in r["from"])]
+    assert lb["ports"] == [{"protocol": "TCP", "port": "http"}]
+    for slot in ("blue", "green"):
+        pod = manifest(run, DEPLOYMENT, f"qwen-14b-{slot}")["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= pod.items()
+
+
+def test_two_slot_objects_pass_strict_validation(prod_blue_green, tmp_path):
+    version = validate_settings(stack_settings("prod")).cluster.kubernetes_version + ".0"
+    render.write(prod_blue_green["green"], tmp_path)
+    names = {p.name for p in (tmp_path / "kubernetes").glob("*.yaml")}
+    assert {"service-llm-qwen-14b-blue.yaml", "service-llm-qwen-14b-green.yaml", "ingress-llm-qwen-14b.yaml"} <= names
+    for name in ("service-llm-qwen-14b-blue.yaml", "service-llm-qwen-14b-green.yaml", "service-llm-qwen-14b.yaml",
+                 "ingress-llm-qwen-14b.yaml"):
+        kubernetes_validate.validate(yaml.safe_load((tmp_path / "kubernetes" / name).read_text()), version,
+                                     strict=True)
+
+
+def test_a_slot_behind_the_load_balancer_has_its_target_group_from_its_first_commit(prod_run, dev_settings):
+    """One slot too: its Service and target group are those it keeps when green is added, so
+    step 1 of a blue-green rollout moves no traffic to a new target group."""
+    for ing in prod_run.of_type(INGRESS):
+        ing = mockrun.reveal(ing.inputs)
+        model = ing["metadata"]["name"]
+        action = json.loads(ing["metadata"]["annotations"][exposure.ACTIONS + model])
+        assert action["forwardConfig"]["targetGroups"] == [
+            {"serviceName": f"{model}-blue", "servicePort": "http", "weight": exposure.ACTIVE_WEIGHT}]
+        assert {p["backend"]["service"]["port"]["name"] for p in ing["spec"]["rules"][0]["http"]["paths"]} \
+            == {exposure.USE_ANNOTATION}
+    assert len(prod_run.of_type(SERVICE)) == 2 * len(prod_run.of_type(INGRESS))
+    # Two slots but no ingress (dev): the model's Service only.
+    run = run_settings(_blue_green(dev_settings, "green"))
+    assert [r.inputs["metadata"]["name"] for r in run.of_type(SERVICE)] == ["qwen-7b"]

@@ -1,13 +1,16 @@
-"""How clients reach a model: the Service, the Ingress on the shared ALB, the WAF."""
+"""How clients reach a model: the Service, the Ingress on the shared ALB (with two slots, a weighted
+forward to a target group per slot), the WAF."""
 
 from __future__ import annotations
+
+import json
 
 import pulumi
 
 from components.engines.tgi import ENGINE as TGI_ENGINE
 from components.engines.registry import MEMORY_MODELS
-from components.engines import tgi
 from components.offline import mockrun
+from components.planning.planner import PRESTOP_SECONDS
 from components.planning.plans import plan_models
 from components.serving import exposure
 from components.serving.labels import model_labels
@@ -143,7 +146,7 @@ def test_the_target_group_drains_for_the_longest_generation(prod_run):
         [attribute] = a["alb.ingress.kubernetes.io/target-group-attributes"].split(",")
         key, value = attribute.split("=")
         assert key == "deregistration_delay.timeout_seconds"
-        assert int(value) == max(tgi.PRESTOP_SECONDS + p.generation_seconds for p in slots.values()) <= 3600
+        assert int(value) == max(PRESTOP_SECONDS + p.generation_seconds for p in slots.values()) <= 3600
         grace = {manifest(prod_run, "kubernetes:apps/v1:Deployment", f"{model}-{s}")["spec"]["template"]["spec"][
             "terminationGracePeriodSeconds"] for s in slots}
         assert int(value) < min(grace)  # the pod outlives its last connection
@@ -166,11 +169,55 @@ def test_cost_tags_agree_across_the_ingress_group_and_the_model_tags_its_target_
     tags = [_tags(i["annotations"]) for i in ingresses]
     assert len(ingresses) == 3 and tags[0] and all(t == tags[0] for t in tags)
     assert "model" not in tags[0]
-    for i in ingresses:
-        service = manifest(prod_run, "kubernetes:core/v1:Service", i["name"])
+    for i in ingresses:  # the target group of each slot's Service (prod: one slot, blue)
+        service = manifest(prod_run, "kubernetes:core/v1:Service", f"{i['name']}-blue")
         assert _tags(service["metadata"]["annotations"]) == {"model": i["name"]}
+        model_service = manifest(prod_run, "kubernetes:core/v1:Service", i["name"])
+        assert exposure.TAGS not in model_service["metadata"].get("annotations", {})
 
 
 def test_without_a_load_balancer_the_service_has_no_aws_tags(dev_run):
     svc = manifest(dev_run, "kubernetes:core/v1:Service")
     assert exposure.TAGS not in svc["metadata"].get("annotations", {})
+
+
+def _weighted_ingress(active: str) -> mockrun.Run:
+    """A model's Ingress with two slot Services (exposure.slot_service), as ModelService builds it."""
+    ing = validate_settings(stack_settings("prod")).ingress
+
+    def program():
+        parent = pulumi.ComponentResource("test:index:Model", "m")
+        scope = Scope(parent=parent, name="m", model="qwen", namespace="llm", labels=model_labels("qwen", "tgi"))
+        slots = {s: exposure.slot_service(scope, s, {"model": "qwen"}) for s in ("blue", "green")}
+        exposure.ingress(scope, ing, exposure.service(scope, active, TGI_ENGINE), TGI_ENGINE.public_routes,
+                         None, None, deregistration_delay_seconds=120, slot_services=slots, active=active)
+    return mockrun.run_mocked(program, "test", {"aws:region": "us-east-1"})
+
+
+def test_two_slots_forward_to_a_target_group_each_weighted_on_the_active_one():
+    """aws-load-balancer-controller v3.5.0 annotations.md, actions (forward-multiple-tg): the
+    action `actions.<name>` is what a path with backend <name>:use-annotation does."""
+    for active, other in (("blue", "green"), ("green", "blue")):
+        ing = manifest(_weighted_ingress(active), INGRESS)
+        action = json.loads(ing["metadata"]["annotations"]["alb.ingress.kubernetes.io/actions.qwen"])
+        assert action == {"type": "forward", "forwardConfig": {"targetGroups": [
+            {"serviceName": f"qwen-{s}", "servicePort": "http", "weight": 100 if s == active else 0}
+            for s in ("blue", "green")]}}
+        backends = {(p["backend"]["service"]["name"], p["backend"]["service"]["port"]["name"])
+                    for p in ing["spec"]["rules"][0]["http"]["paths"]}
+        assert backends == {("qwen", "use-annotation")}
+
+
+def test_a_slot_service_selects_its_slot_on_the_http_port():
+    run = _weighted_ingress("blue")
+    for slot in ("blue", "green"):
+        svc = manifest(run, "kubernetes:core/v1:Service", f"qwen-{slot}")
+        assert svc["spec"]["selector"] == {"llmserve/model": "qwen", "llmserve/slot": slot}
+        assert [p["name"] for p in svc["spec"]["ports"]] == ["http"]
+        assert _tags(svc["metadata"]["annotations"]) == {"model": "qwen"}
+
+
+def test_one_slot_ingress_has_no_action():
+    ing = manifest(ingress_with_access_logs(), INGRESS)
+    assert not any(k.startswith(exposure.ACTIONS) for k in ing["metadata"]["annotations"])
+    assert {p["backend"]["service"]["port"]["name"] for p in ing["spec"]["rules"][0]["http"]["paths"]} == {"http"}

@@ -199,7 +199,7 @@ def test_blue_green_across_engines(dev_settings):
     assert {p["name"]: (p["port"], p["targetPort"]) for p in service["spec"]["ports"]}["metrics"] == (8000, "http")
     # Green's Deployment is ready before the selector moves (exposure.service).
     green_urn = next(r.urn for r in run.of_type(DEPLOYMENT) if r.inputs["metadata"]["name"] == "qwen-7b-green")
-    assert green_urn in run.one("kubernetes:core/v1:Service").dependencies
+    assert green_urn in run.one("kubernetes:core/v1:Service", "llmserve-test-qwen-7b-svc").dependencies
     ing = manifest(run, "kubernetes:networking.k8s.io/v1:Ingress", "qwen-7b")
     assert {p["path"] for p in ing["spec"]["rules"][0]["http"]["paths"]} == {"/v1", "/health"}
 
