@@ -160,8 +160,13 @@ def test_every_alert_has_a_case_severity_summary_and_runbook(dev_run):
 @needs_promtool
 @pytest.mark.parametrize("alert", sorted(CASES))
 def test_alert_fires_when_it_should_and_stays_quiet_otherwise(rules_file, tmp_path, alert):
+    fires_and_stays_quiet(rules_file, tmp_path, alert, CASES[alert])
+
+
+def fires_and_stays_quiet(rules_file, tmp_path, alert: str, case: tuple) -> None:
+    """promtool: the alert fires on the firing series, with its labels, and not on the quiet ones."""
     rules, path = rules_file
-    firing, quiet, labels, at = CASES[alert]
+    firing, quiet, labels, at = case
     tests = {"rule_files": [str(path)], "evaluation_interval": "1m", "tests": [
         {"interval": "1m", "input_series": firing, "alert_rule_test": [
             {"eval_time": at, "alertname": alert, "exp_alerts": [_expected(rules, alert, labels)]}]},

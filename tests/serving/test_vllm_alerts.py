@@ -15,7 +15,7 @@ from components.config.monitoring import SloConfig
 from components.serving import alerts, dashboards
 
 from ..conftest import ROOT
-from .test_alerts import _alerts, _expected, _promtool, _rules, needs_promtool
+from .test_alerts import _alerts, _rules, fires_and_stays_quiet, needs_promtool
 from .test_slo import PAGE, PAGES, PER_MINUTE, TICKET, WARNS, _budget, _check, _phases, _thresholds
 
 # vLLM v0.33.0's facts as data (tests/data/vllm.yaml, read in vllm-project/vllm@v0.33.0:
@@ -124,18 +124,7 @@ def test_every_vllm_alert_has_a_case_severity_summary_and_runbook(dev_run):
 @needs_promtool
 @pytest.mark.parametrize("alert", sorted(CASES))
 def test_vllm_alert_fires_when_it_should_and_stays_quiet_otherwise(rules_file, tmp_path, alert):
-    rules, path = rules_file
-    firing, quiet, labels, at = CASES[alert]
-    tests = {"rule_files": [str(path)], "evaluation_interval": "1m", "tests": [
-        {"interval": "1m", "input_series": firing, "alert_rule_test": [
-            {"eval_time": at, "alertname": alert, "exp_alerts": [_expected(rules, alert, labels)]}]},
-        {"interval": "1m", "input_series": quiet, "alert_rule_test": [
-            {"eval_time": at, "alertname": alert, "exp_alerts": []}]},
-    ]}
-    test_file = tmp_path / "test.yaml"
-    test_file.write_text(yaml.safe_dump(tests))
-    result = _promtool("test", "rules", str(test_file))
-    assert result.returncode == 0, result.stdout + result.stderr
+    fires_and_stays_quiet(rules_file, tmp_path, alert, CASES[alert])
 
 
 def test_the_synthetic_histograms_use_vllms_bounds():
