@@ -91,7 +91,7 @@ def rule_groups(t: AlertThresholds, namespace: str, runbook_url: str,
                f"95% of the requests to {{{{ $labels.model }}}} get more than "
                f"{t.time_per_token_seconds} s per output token: the batches are too large for "
                "the GPUs.", runbook_url),
-        _alert("TGINoReadyReplicas",
+        _alert("ModelNoReadyReplicas",
                f'kube_deployment_status_replicas_available{{namespace="{namespace}"}} == 0 '
                f'and on (namespace, deployment) kube_deployment_spec_replicas{{namespace="{namespace}"}} > 0',
                "15m", "critical", "{{ $labels.deployment }}: no replica is ready",

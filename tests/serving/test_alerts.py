@@ -81,7 +81,7 @@ CASES = {  # alert: (firing series, quiet series, labels of the alert, eval time
     "TGISlowTokenGeneration": (_histogram("tgi_request_mean_time_per_token_duration", "0.05", M),
                                _fast("tgi_request_mean_time_per_token_duration", "0.05", M),
                                {"namespace": "llm", "model": "qwen-7b"}, "30m"),
-    "TGINoReadyReplicas": ([{"series": 'kube_deployment_status_replicas_available{namespace="llm", deployment="qwen-7b-blue"}', "values": "0x40"},
+    "ModelNoReadyReplicas": ([{"series": 'kube_deployment_status_replicas_available{namespace="llm", deployment="qwen-7b-blue"}', "values": "0x40"},
                             {"series": 'kube_deployment_spec_replicas{namespace="llm", deployment="qwen-7b-blue"}', "values": "1x40"}],
                            [{"series": 'kube_deployment_status_replicas_available{namespace="llm", deployment="qwen-7b-blue"}', "values": "1x40"},
                             {"series": 'kube_deployment_spec_replicas{namespace="llm", deployment="qwen-7b-blue"}', "values": "1x40"}],
