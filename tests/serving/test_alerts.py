@@ -11,10 +11,10 @@ import pytest
 import yaml
 
 from components.config import AlertThresholds
-from components.offline import mockrun
 from components.serving import alerts, dashboards
 
 from ..conftest import ROOT, TGI, stack_settings
+from .conftest import rendered_rules as _rules
 
 TGI_METRICS = {m for kind in TGI["metrics"].values() for m in kind}
 HISTOGRAMS = set(TGI["metrics"]["histograms"])
@@ -26,11 +26,6 @@ needs_promtool = pytest.mark.skipif(
 M = 'namespace="llm", model="qwen-7b"'
 IDLE_HOURS = AlertThresholds.model_validate(stack_settings("dev")["monitoring"].get("alerts", {})).gpu_idle_hours
 IDLE = IDLE_HOURS * 60  # minutes
-
-
-def _rules(run) -> dict:
-    rule = next(r for r in run.resources if r.type.endswith(":PrometheusRule"))
-    return mockrun.reveal(rule.inputs)["spec"]
 
 
 def _expand(text: str, labels: dict) -> str:
@@ -119,14 +114,6 @@ CASES = {  # alert: (firing series, quiet series, labels of the alert, eval time
                  {"series": 'DCGM_FI_DEV_GPU_UTIL{Hostname="ip-10-0-1-3", gpu="0"}', "values": f"0x{IDLE - 10}"}],
                 {"Hostname": "ip-10-0-1-1", "gpu": "0"}, f"{IDLE + 10}m"),
 }
-
-
-@pytest.fixture
-def rules_file(dev_run, tmp_path):
-    rules = _rules(dev_run)
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(rules))
-    return rules, path
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess:

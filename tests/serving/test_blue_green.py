@@ -147,9 +147,9 @@ def test_the_selector_waits_for_the_active_slots_deployment(dev_settings):
     assert deployments["qwen-7b-blue"] not in service.dependencies  # blue may change meanwhile
 
 
-def test_a_green_that_never_gets_ready_leaves_the_service_on_blue(dev_settings, monkeypatch):
-    """Green's Deployment fails (as when it is not ready within its timeout): the update stops
-    there and the Service's selector is never sent, so the Service keeps selecting blue."""
+def _green_never_ready(monkeypatch, program) -> mockrun.Run:
+    """Runs `program(run)` with every green Deployment failing (as when one is not ready within
+    its timeout) and returns what was registered before the update stopped."""
     new_resource = mockrun.PlatformMocks.new_resource
 
     def failing(self, args):
@@ -160,7 +160,7 @@ def test_a_green_that_never_gets_ready_leaves_the_service_on_blue(dev_settings, 
     monkeypatch.setattr(mockrun.PlatformMocks, "new_resource", failing)
     run = mockrun.Run()
     with pytest.raises(RuntimeError, match="did not become ready"):
-        run_settings(_blue_green(dev_settings, "green"), run=run)
+        program(run)
     # What the failed run left pending settles here and is forgotten, as pulumi.runtime.mocks.test
     # does before each test, so that the next run does not await it.
     loop = asyncio.get_event_loop()
@@ -170,6 +170,13 @@ def test_a_green_that_never_gets_ready_leaves_the_service_on_blue(dev_settings, 
             task.cancel()
     SETTINGS.outputs.clear()
     SETTINGS.rpc_manager.clear()
+    return run
+
+
+def test_a_green_that_never_gets_ready_leaves_the_service_on_blue(dev_settings, monkeypatch):
+    """Green's Deployment fails: the update stops there and the Service's selector is never sent,
+    so the Service keeps selecting blue."""
+    run = _green_never_ready(monkeypatch, lambda run: run_settings(_blue_green(dev_settings, "green"), run=run))
     assert [r.inputs["metadata"]["name"] for r in run.of_type(DEPLOYMENT)] == ["qwen-7b-blue"]
     assert run.of_type("kubernetes:core/v1:Service") == []
 
@@ -182,9 +189,9 @@ INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 
 
-def _prod_blue_green(active: str, green: dict | None = None) -> mockrun.Run:
+def _prod_blue_green(active: str, green: dict | None = None, run: mockrun.Run | None = None) -> mockrun.Run:
     """The prod stack file (an ingress, three models) with its first model, qwen-14b, on two
-    slots: blue as it is, green on a newer TGI image unless `green` says otherwise."""
+    slots: blue as it is, green with its TGI image pinned unless `green` says otherwise."""
     config, secret_keys = stack_file.read(ROOT / "Pulumi.prod.yaml", PROJECT)
     models = json.loads(config[f"{PROJECT}:models"])
     assert models[0]["name"] == "qwen-14b"
@@ -193,7 +200,7 @@ def _prod_blue_green(active: str, green: dict | None = None) -> mockrun.Run:
     models[0]["active"] = active
     config[f"{PROJECT}:models"] = json.dumps(models)
     config, secret_keys, _ = mockrun.stand_in_secrets(config, secret_keys, PROJECT)
-    return mockrun.run_program("prod", config, secret_keys)
+    return mockrun.run_program("prod", config, secret_keys, run=run)
 
 
 @pytest.fixture(scope="module")
@@ -285,30 +292,7 @@ def test_the_weight_change_waits_for_the_active_slots_deployment(prod_blue_green
 def test_a_green_that_never_gets_ready_leaves_the_weights_on_blue(monkeypatch):
     """Green's Deployment fails: the update stops there and the Ingress is never sent, so the
     load balancer keeps its weights (all on blue)."""
-    new_resource = mockrun.PlatformMocks.new_resource
-
-    def failing(self, args):
-        if args.typ == DEPLOYMENT and args.name.endswith("qwen-14b-green"):
-            raise RuntimeError("the Deployment did not become ready")
-        return new_resource(self, args)
-
-    monkeypatch.setattr(mockrun.PlatformMocks, "new_resource", failing)
-    config, secret_keys = stack_file.read(ROOT / "Pulumi.prod.yaml", PROJECT)
-    models = json.loads(config[f"{PROJECT}:models"])
-    models[0].update(slots={"blue": {}, "green": {"image": "ghcr.io/huggingface/text-generation-inference:3.3.7"}},
-                     active="green")
-    config[f"{PROJECT}:models"] = json.dumps(models)
-    config, secret_keys, _ = mockrun.stand_in_secrets(config, secret_keys, PROJECT)
-    run = mockrun.Run()
-    with pytest.raises(RuntimeError, match="did not become ready"):
-        mockrun.run_program("prod", config, secret_keys, run=run)
-    loop = asyncio.get_event_loop()
-    if pending := asyncio.all_tasks(loop):
-        _, stuck = loop.run_until_complete(asyncio.wait(pending, timeout=60))
-        for task in stuck:
-            task.cancel()
-    SETTINGS.outputs.clear()
-    SETTINGS.rpc_manager.clear()
+    run = _green_never_ready(monkeypatch, lambda run: _prod_blue_green("green", run=run))
     assert "qwen-14b" not in {r.inputs["metadata"]["name"] for r in run.of_type(INGRESS)}
     assert "qwen-14b" not in {r.inputs["metadata"]["name"] for r in run.of_type(SERVICE)}
 

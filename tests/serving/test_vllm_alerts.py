@@ -96,14 +96,6 @@ CASES = {  # alert: (firing series, quiet series, labels of the alert, eval time
 }
 
 
-@pytest.fixture
-def rules_file(dev_run, tmp_path):
-    rules = _rules(dev_run)
-    path = tmp_path / "rules.yaml"
-    path.write_text(yaml.safe_dump(rules))
-    return rules, path
-
-
 def _vllm_alerts(rules: dict) -> list[dict]:
     return [r for r in _alerts(rules) if r["alert"].startswith("VLLM")]
 
