@@ -41,6 +41,21 @@ def pod_identity_trust(cluster_arn: pulumi.Input[str], namespace: str,
     })
 
 
+def _account_administers(account_id: str) -> dict:
+    """The account administers a key through IAM (without it the key could become unmanageable,
+    https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-default.html)."""
+    return {"Sid": "AccountAdministersThroughIam", "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"}, "Action": "kms:*", "Resource": "*"}
+
+
+def _logs_use(sid: str, region: str, operator: str, log_groups: str) -> dict:
+    """CloudWatch Logs may use a key only for these log groups, by their encryption context
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html)."""
+    return {"Sid": sid, "Effect": "Allow", "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+            "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+            "Resource": "*", "Condition": {operator: {"kms:EncryptionContext:aws:logs:arn": log_groups}}}
+
+
 def cluster_key_policy(account_id: str, region: str, cluster_name: str, cluster_role_arn: str) -> str:
     """The key policy of the cluster's KMS key, explicit rather than the default:
     - the account administers the key through IAM (without it the key could become unmanageable,
@@ -52,18 +67,13 @@ def cluster_key_policy(account_id: str, region: str, cluster_name: str, cluster_
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [
-            {"Sid": "AccountAdministersThroughIam", "Effect": "Allow",
-             "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"}, "Action": "kms:*", "Resource": "*"},
+            _account_administers(account_id),
             {"Sid": "ClusterRoleThroughEks", "Effect": "Allow", "Principal": {"AWS": cluster_role_arn},
              "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey", "kms:CreateGrant", "kms:ListGrants"],
              "Resource": "*",
              "Condition": {"StringEquals": {"kms:ViaService": f"eks.{region}.amazonaws.com",
                                             "kms:CallerAccount": account_id}}},
-            {"Sid": "ControlPlaneLogs", "Effect": "Allow",
-             "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-             "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-             "Resource": "*",
-             "Condition": {"ArnEquals": {"kms:EncryptionContext:aws:logs:arn": log_group}}},
+            _logs_use("ControlPlaneLogs", region, "ArnEquals", log_group),
         ],
     })
 
@@ -79,13 +89,8 @@ def container_logs_key_policy(account_id: str, region: str, cluster_name: str) -
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [
-            {"Sid": "AccountAdministersThroughIam", "Effect": "Allow",
-             "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"}, "Action": "kms:*", "Resource": "*"},
-            {"Sid": "ContainerLogs", "Effect": "Allow",
-             "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-             "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
-             "Resource": "*",
-             "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": log_groups}}},
+            _account_administers(account_id),
+            _logs_use("ContainerLogs", region, "ArnLike", log_groups),
         ],
     })
 
