@@ -151,23 +151,32 @@ def rule_groups(t: AlertThresholds, namespace: str, runbook_url: str,
             {"name": "vllm", "rules": vllm_rules(t, runbook_url)}, *vllm_slo_groups(slo, runbook_url)]
 
 
+def _slo_records(errors: str, failed: str, ended: str, slow: str, histogram: str, le: str) -> list[dict]:
+    """The recording rules of an engine's two SLOs at every window, per model: the share of the
+    ended requests (selector `ended`) that failed (selector `failed`), and the share of a
+    histogram's observations above its bucket `le`."""
+    records = []
+    for w in WINDOWS:
+        bad, total = (f"sum by ({PER_MODEL}) (rate({selector}[{w}]))" for selector in (failed, ended))
+        # A counter appears at its first increment: no failure yet is a ratio of 0, not none.
+        records.append({"record": f"{errors}{w}", "expr": f"({bad} or {total} * 0) / {total}"})
+        count = f"sum by ({PER_MODEL}) (rate({histogram}_count[{w}]))"
+        fast = f'sum by ({PER_MODEL}) (rate({histogram}_bucket{{le="{le}"}}[{w}]))'
+        records.append({"record": f"{slow}{w}", "expr": f"({count} - {fast}) / {count}"})
+    return records
+
+
 def slo_groups(slo: SloConfig, runbook_url: str) -> list[dict]:
     """The SLOs' error ratios per model at every window, then their burn-rate alerts."""
     errs = "|".join(SERVICE_FAILURES)
     le = le_label(slo.first_token_queue_seconds)
-    records = []
-    for w in WINDOWS:
-        failed = f'sum by ({PER_MODEL}) (rate(tgi_request_failure{{err=~"{errs}"}}[{w}]))'
-        # Requests that ended: successes (no `err`) and the service's failures. Not
-        # tgi_request_count: the OpenAI routes count each request twice (server.rs v3.3.7,
-        # chat_completions and completions, then generate_internal or generate_stream_internal).
-        ended = (f'sum by ({PER_MODEL}) (rate({{__name__=~"tgi_request_success|tgi_request_failure", '
-                 f'err=~"|{errs}"}}[{w}]))')
-        # A counter appears at its first increment: no failure yet is a ratio of 0, not none.
-        records.append({"record": f"{ERRORS}{w}", "expr": f"({failed} or {ended} * 0) / {ended}"})
-        count = f"sum by ({PER_MODEL}) (rate(tgi_request_queue_duration_count[{w}]))"
-        fast = f'sum by ({PER_MODEL}) (rate(tgi_request_queue_duration_bucket{{le="{le}"}}[{w}]))'
-        records.append({"record": f"{SLOW_QUEUE}{w}", "expr": f"({count} - {fast}) / {count}"})
+    # Requests that ended: successes (no `err`) and the service's failures. Not tgi_request_count:
+    # the OpenAI routes count each request twice (server.rs v3.3.7, chat_completions and
+    # completions, then generate_internal or generate_stream_internal).
+    records = _slo_records(
+        ERRORS, f'tgi_request_failure{{err=~"{errs}"}}',
+        f'{{__name__=~"tgi_request_success|tgi_request_failure", err=~"|{errs}"}}',
+        SLOW_QUEUE, "tgi_request_queue_duration", le)
     queue = f"{slo.first_token_queue_seconds:.3g} s"
     alerts = [
         *_burn_alerts("TGIAvailability", ERRORS, slo.availability_percent,
@@ -295,17 +304,11 @@ def vllm_slo_groups(slo: SloConfig, runbook_url: str) -> list[dict]:
     failures over the requests that ended) and first token (vLLM's own time to first token)."""
     answered = "|".join(VLLM_ANSWERED)
     le = vllm_le(VLLM_FIRST_TOKEN_SECONDS)
-    records = []
-    for w in WINDOWS:
-        # One selector for both counters: the admission rejections have no `finished_reason`.
-        failed = (f'sum by ({PER_MODEL}) (rate({{__name__=~"{VLLM_ENDED}", '
-                  f'finished_reason=~"{VLLM_FAILED}|"}}[{w}]))')
-        ended = (f'sum by ({PER_MODEL}) (rate({{__name__=~"{VLLM_ENDED}", '
-                 f'finished_reason=~"{answered}|{VLLM_FAILED}|"}}[{w}]))')
-        records.append({"record": f"{VLLM_ERRORS}{w}", "expr": f"({failed} or {ended} * 0) / {ended}"})
-        count = f"sum by ({PER_MODEL}) (rate(vllm:time_to_first_token_seconds_count[{w}]))"
-        fast = f'sum by ({PER_MODEL}) (rate(vllm:time_to_first_token_seconds_bucket{{le="{le}"}}[{w}]))'
-        records.append({"record": f"{VLLM_SLOW_FIRST_TOKEN}{w}", "expr": f"({count} - {fast}) / {count}"})
+    # One selector for both counters: the admission rejections have no `finished_reason`.
+    records = _slo_records(
+        VLLM_ERRORS, f'{{__name__=~"{VLLM_ENDED}", finished_reason=~"{VLLM_FAILED}|"}}',
+        f'{{__name__=~"{VLLM_ENDED}", finished_reason=~"{answered}|{VLLM_FAILED}|"}}',
+        VLLM_SLOW_FIRST_TOKEN, "vllm:time_to_first_token_seconds", le)
     alerts = [
         *_burn_alerts("VLLMAvailability", VLLM_ERRORS, slo.availability_percent,
                       f"{slo.availability_percent}% of requests without a service failure", runbook_url),
