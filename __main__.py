@@ -5,7 +5,7 @@ from pathlib import Path
 import pulumi
 
 from components import config
-from components.engines.registry import MEMORY_MODELS
+from components.engines.registry import ENGINES, MEMORY_MODELS
 from components.engines.vocabulary import VOCABULARY
 from components.infra.addons import Addons, AddonsArgs
 from components.infra.cluster import Cluster, ClusterArgs
@@ -103,8 +103,8 @@ addons = Addons(f"{name}-addons", AddonsArgs(
     permissions_boundary=cfg.cluster.permissions_boundary_arn,
     prometheus_selector=SELECTED, monitoring=monitoring.stack, nodes=[cluster.system_nodes],
     tags=tags,
-    longest_generation_seconds=max((p.generation_seconds for slots in plans.values()
-                                    for p in slots.values() if p.fits), default=0),
+    longest_grace_seconds=max((ENGINES[p.engine].termination_grace_seconds(p) for slots in plans.values()
+                               for p in slots.values()), default=0),
 ), opts=k8s)
 
 ingress = cfg.ingress

@@ -20,7 +20,6 @@ from typing import Optional
 import pulumi
 import pulumi_aws as aws
 
-from ..planning.planner import MAX_DEREGISTRATION_DELAY_SECONDS, PRESTOP_SECONDS
 from . import charts
 from .node_group import GPU_TOLERATION
 from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
@@ -102,23 +101,12 @@ CLUSTER_AUTOSCALER_IMAGE = {"1.35": "v1.35.0", "1.36": "v1.36.1"}
 # The Cluster Autoscaler gives a pod it evicts on scale-down at most --max-graceful-termination-sec
 # (default 600 s) of its terminationGracePeriodSeconds, then terminates the node anyway
 # (kubernetes/autoscaler cluster-autoscaler/FAQ.md, "How fast is Cluster Autoscaler?" and its
-# parameter table). A serving pod's grace period is its preStop, the drain of its longest
-# generation and the engine's shutdown margin (engines/base.py Engine.termination_grace_seconds: 15 s).
-# Behind a load balancer the planner keeps preStop + drain within an ALB's deregistration delay
-# (planner.MAX_DEREGISTRATION_DELAY_SECONDS, plans.drain_limits); without one the stack's longest
-# generation decides. The cap only lowers a pod's own grace period, so a generous margin costs
-# nothing.
-SHUTDOWN_MARGIN_BOUND_SECONDS = 60
-
-
-def max_graceful_termination_seconds(longest_generation_seconds: int = 0) -> int:
-    """The longest grace period a serving pod of the stack may have, for the autoscaler's cap."""
-    return (max(MAX_DEREGISTRATION_DELAY_SECONDS, PRESTOP_SECONDS + longest_generation_seconds)
-            + SHUTDOWN_MARGIN_BOUND_SECONDS)
+# parameter table): the cap is the stack's longest grace period, never below that default.
+CA_DEFAULT_GRACEFUL_TERMINATION_SECONDS = 600
 
 
 def cluster_autoscaler_values(cluster_name: pulumi.Input[str], region: str,
-                              kubernetes_version: str, longest_generation_seconds: int = 0) -> dict:
+                              kubernetes_version: str, longest_grace_seconds: int = 0) -> dict:
     return {
         "image": {"tag": CLUSTER_AUTOSCALER_IMAGE[kubernetes_version]},
         "cloudProvider": "aws", "awsRegion": region,
@@ -126,8 +114,8 @@ def cluster_autoscaler_values(cluster_name: pulumi.Input[str], region: str,
         "rbac": {"serviceAccount": {"create": True, "name": CA_SERVICE_ACCOUNT}},
         "extraArgs": {"balance-similar-node-groups": True, "expander": "least-waste",
                       "skip-nodes-with-system-pods": False, "scale-down-unneeded-time": "10m",
-                      "max-graceful-termination-sec": max_graceful_termination_seconds(
-                          longest_generation_seconds)},
+                      "max-graceful-termination-sec": max(CA_DEFAULT_GRACEFUL_TERMINATION_SECONDS,
+                                                          longest_grace_seconds)},
     }
 
 
@@ -161,9 +149,9 @@ class AddonsArgs:
     nodes: list[pulumi.Resource]
     permissions_boundary: Optional[str] = None  # on the controllers' IAM roles
     tags: Optional[dict[str, str]] = None
-    # The longest generation cap of the stack's slots (planner.Plan.generation_seconds): the
-    # serving pods' grace period, which the autoscaler must let them have.
-    longest_generation_seconds: int = 0
+    # The longest terminationGracePeriodSeconds of the stack's serving pods
+    # (Engine.termination_grace_seconds), which the autoscaler must let them have.
+    longest_grace_seconds: int = 0
 
 
 class Addons(pulumi.ComponentResource):
@@ -199,6 +187,6 @@ class Addons(pulumi.ComponentResource):
         charts.release(self, f"{name}-autoscaler", charts.CLUSTER_AUTOSCALER, "cluster-autoscaler",
                        "kube-system", cluster_autoscaler_values(args.ready_cluster_name, args.region,
                                                                 args.kubernetes_version,
-                                                                args.longest_generation_seconds),
+                                                                args.longest_grace_seconds),
                        depends_on=[ca_role, *args.nodes])
         self.register_outputs({})

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Mapping
 
 from ..config import ConfigError, Slot, Stack, StackConfig, StorageConfig
+from ..config.ingress import IDLE_TIMEOUT_MAX_SECONDS
 from . import planner
 from .catalog import CATALOG
 from .lock import LOCK_FILE, Lock, LockError, read
@@ -119,7 +120,7 @@ def drain_limits(settings: StackConfig, plans: Plans) -> tuple[list[str], list[s
             elif cap > idle:
                 warnings.append(f"{setting}: {what}, longer than ingress.idleTimeoutSeconds ({idle} s): "
                                 "the ALB closes a non-streamed request that long as idle: stream it "
-                                "(\"stream\": true), raise idleTimeoutSeconds (at most 4000) or lower "
+                                f"(\"stream\": true), raise idleTimeoutSeconds (at most {IDLE_TIMEOUT_MAX_SECONDS}) or lower "
                                 "maxTotalTokens")
     return errors, warnings
 

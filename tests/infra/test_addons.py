@@ -207,16 +207,10 @@ def test_cluster_autoscaler_lets_serving_pods_drain_for_their_whole_grace_period
     """On scale-down the autoscaler cuts a pod's grace period to --max-graceful-termination-sec
     (600 s unless set, kubernetes/autoscaler cluster-autoscaler/FAQ.md), below what a serving pod
     may need to finish its longest generation."""
-    from components.infra.addons import max_graceful_termination_seconds
-    from components.planning.planner import MAX_DEREGISTRATION_DELAY_SECONDS
     for run in stack_runs.values():
         cap = releases(run)["cluster-autoscaler"]["values"]["extraArgs"]["max-graceful-termination-sec"]
-        assert cap >= MAX_DEREGISTRATION_DELAY_SECONDS + 15  # the planner's bound plus TGI's margin
         graces = _grace_periods(run)
-        assert graces and max(graces) <= cap
-    # Without a load balancer nothing bounds the drain but the stack's own longest generation.
-    assert max_graceful_termination_seconds(7200) >= 15 + 7200 + 15
-    assert max_graceful_termination_seconds(0) == max_graceful_termination_seconds(600)
+        assert graces and cap == max(600, *graces)  # the longest, never below the default
 
 
 def test_gpu_groups_can_scale_from_zero(prod_run):
