@@ -13,12 +13,16 @@ from pydantic import ValidationError
 
 from .errors import ConfigError, error_lines
 from .fields import Vocabulary
+from .images import REGISTRY_SECRETS
 from .monitoring import ALERTING_SECRETS, HEARTBEAT_SECRET, RECEIVER_SECRETS
 from .stack import Stack, StackConfig, name_limits
 from .stack_file import SECURE_PLACEHOLDER
 
 PROJECT = "llmserve"
-SECRET_KEYS = ("hfToken", "apiKey", *ALERTING_SECRETS)
+SECRET_KEYS = ("hfToken", "apiKey", *ALERTING_SECRETS, *REGISTRY_SECRETS)
+# Whoever holds one acts as the platform (pages, posts, pulls as its registry account): never in
+# plain text.
+STRICT_SECRETS = (*ALERTING_SECRETS, *REGISTRY_SECRETS)
 SECRET_URLS = (RECEIVER_SECRETS["slack"], HEARTBEAT_SECRET)  # the URL is the credential
 REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")  # us-east-1, us-gov-west-1, ap-southeast-5
 MIN_API_KEY = 16  # characters: a key clients send; the generated one has 48
@@ -86,9 +90,8 @@ def load(vocabulary: Vocabulary) -> Stack:
                                                         or not API_KEY.fullmatch(str(value))):
             errors.append(f"apiKey: at most {MAX_API_KEY} characters of a bearer token (letters, digits, "
                           "`- . _ ~ + /`, then `=` padding; RFC 6750), e.g. `openssl rand -hex 32`")
-        elif key in ALERTING_SECRETS and value is not None and not rc.is_config_secret(f"{PROJECT}:{key}"):
-            # Whoever holds a routing key or webhook URL can page or post as the platform. The
-            # engine names the --secret keys to the program (set_all_config in pulumi/pulumi
+        elif key in STRICT_SECRETS and value is not None and not rc.is_config_secret(f"{PROJECT}:{key}"):
+            # The engine names the --secret keys to the program (set_all_config in pulumi/pulumi
             # sdk/python/cmd/pulumi-language-python-exec).
             errors.append(f"{key}: stored in plain text in the stack file: set it with `pulumi config "
                           f"set --secret {key} ...`, and rotate it (the old value is in your history)")
@@ -108,8 +111,10 @@ def load(vocabulary: Vocabulary) -> Stack:
         settings = validate_settings({k: _decode(v) for k, v in raw.items()}, vocabulary)
         errors += name_limits(settings, pulumi.get_project(), pulumi.get_stack())
         alerting = settings.monitoring.alerting
+        required = {**(alerting.secrets() if alerting else {}),
+                    **settings.images.secrets(settings.engine_images(vocabulary))}
         errors += [f"{key}: required: {why} (`pulumi config set --secret {key} ...`)"
-                   for key, why in (alerting.secrets() if alerting else {}).items() if key not in given]
+                   for key, why in required.items() if key not in given]
     except ConfigError as exc:
         errors += exc.errors
     if errors:
@@ -120,4 +125,6 @@ def load(vocabulary: Vocabulary) -> Stack:
     return Stack(project=pulumi.get_project(), stack=pulumi.get_stack(), region=region,
                  settings=settings, hf_token=config.get_secret("hfToken"),
                  api_key=config.get_secret("apiKey"), default_tags=default_tags,
-                 alerting_secrets={k: config.get_secret(k) for k in settings.monitoring.alerting.secrets()})
+                 alerting_secrets={k: config.get_secret(k) for k in settings.monitoring.alerting.secrets()},
+                 registry_secrets={k: config.get_secret(k)
+                                   for k in settings.images.secrets(settings.engine_images(vocabulary))})

@@ -83,6 +83,9 @@ class GpuNodeGroupConfig(ScalingBounds):
     # x86 only: every GPU instance of the catalog is x86; AL2_x86_64_GPU is end of life.
     ami_type: Literal["AL2023_x86_64_NVIDIA", "BOTTLEROCKET_x86_64_NVIDIA"] = "AL2023_x86_64_NVIDIA"
     release_version: Optional[str] = None  # as in SystemNodeGroupConfig
+    # SOCI parallel pull and unpack of images (AL2023: nodeadm's FastImagePull feature gate;
+    # Bottlerocket: the soci snapshotter), docs/capacity.md.
+    fast_image_pull: bool = False
 
     @field_validator("name")
     @classmethod

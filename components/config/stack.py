@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from .addons import AddonsConfig
 from .cluster import (AUTONAME, CLUSTER_AND_GROUP_MAX, CLUSTER_NAME_MAX, NODE_GROUP_NAME_MAX,
                       WHY_CLUSTER_NAME, ClusterConfig)
 from .errors import ConfigError
-from .fields import Settings, dns_label
+from .fields import Settings, Vocabulary, dns_label, vocabulary
+from .images import ImagesConfig
 from .ingress import IngressConfig
 from .models import SLOTS, ModelConfig
 from .monitoring import MonitoringConfig
@@ -27,6 +28,7 @@ class StackConfig(Settings):
     ingress: Optional[IngressConfig] = None
     monitoring: MonitoringConfig = MonitoringConfig()
     addons: AddonsConfig = AddonsConfig()
+    images: ImagesConfig = ImagesConfig()
     models: list[ModelConfig] = []
 
     @property
@@ -55,8 +57,15 @@ class StackConfig(Settings):
         # A tag value holds at most 256 characters (same page): too many models share the group.
         return {"model": value if len(value) <= 256 else f"shared by {len(names)} models"} if names else {}
 
+    def engine_images(self, vocabulary: Vocabulary) -> list[str]:
+        """Every image the models run: each slot's (its engine's default unless pinned), and the
+        download Jobs' (the default engine's image, or a model's own on that engine)."""
+        images = {s.image or vocabulary.engines[s.engine].default_image
+                  for m in self.models for s in m.resolved_slots()}
+        return sorted(images | ({vocabulary.default_image} if self.models else set()))
+
     @model_validator(mode="after")
-    def _references(self) -> "StackConfig":
+    def _references(self, info: ValidationInfo) -> "StackConfig":
         errors = _duplicates("gpuNodeGroups", [g.name for g in self.gpu_node_groups])
         version = self.cluster.kubernetes_version
         for where, group in self._node_groups():
@@ -122,6 +131,7 @@ class StackConfig(Settings):
                 if slot.node_group not in groups:
                     errors.append(f"{where}.nodeGroup: {slot.node_group!r} is not one of "
                                   f"{', '.join(groups)} (the names of gpuNodeGroups)")
+        errors += self.images.problems(self.engine_images(vocabulary(info)))
         if errors:
             raise ConfigError(errors)
         return self
@@ -150,6 +160,7 @@ class Stack(BaseModel):
     api_key: Optional[pulumi.Output] = None
     default_tags: dict[str, str] = {}  # aws:defaultTags.tags
     alerting_secrets: dict[str, pulumi.Output] = {}  # by stack setting (config/monitoring.py)
+    registry_secrets: dict[str, pulumi.Output] = {}  # the cache's access tokens (config/images.py)
 
     @property
     def cluster_name(self) -> str:

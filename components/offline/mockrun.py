@@ -20,7 +20,7 @@ from pulumi.runtime import mocks, rpc, settings
 from pulumi.runtime.stack import run_in_stack
 from pulumi.runtime.sync_await import _sync_await
 
-from ..config.monitoring import ALERTING_SECRETS
+from ..config.load import STRICT_SECRETS
 from ..config.stack_file import SECURE_PLACEHOLDER
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]  # the repository: Pulumi.yaml, __main__.py
@@ -164,11 +164,11 @@ def project_name(project_dir: Path = PROJECT_DIR) -> str:
 
 def stand_in_secrets(config: dict[str, str], secret_keys: list[str],
                      project: str) -> tuple[dict[str, str], list[str], list[str]]:
-    """The alerting secrets a stack file does not hold (they are set with `pulumi config set
-    --secret` in the real stack) stand in as secret placeholders, so an offline run shows what
-    `pulumi up` builds once they are set; `pulumi up` itself refuses a stack without those its
-    receivers use. Returns the config, the secret keys and the keys that were stood in for."""
-    missing = [k for k in (f"{project}:{s}" for s in ALERTING_SECRETS) if k not in config]
+    """The alerting and registry secrets a stack file does not hold (they are set with `pulumi
+    config set --secret` in the real stack) stand in as secret placeholders, so an offline run
+    shows what `pulumi up` builds once they are set; `pulumi up` itself refuses a stack without
+    those its receivers and its pull-through cache use. Returns the config, the secret keys and the keys that were stood in for."""
+    missing = [k for k in (f"{project}:{s}" for s in STRICT_SECRETS) if k not in config]
     return ({**config, **dict.fromkeys(missing, SECURE_PLACEHOLDER)}, [*secret_keys, *missing],
             [k.split(":", 1)[1] for k in missing])
 

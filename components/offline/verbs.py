@@ -50,7 +50,7 @@ def render(args: argparse.Namespace) -> int:
     print(f"rendered stack {args.stack} to {args.out}: {sum(counts.values())} resources")
     if stood_in:
         print(f"  (secrets not in the stack file, rendered as placeholders; `pulumi up` needs those "
-              f"its receivers use: {', '.join(stood_in)})")
+              f"its receivers and its image cache use: {', '.join(stood_in)})")
     for typ, n in sorted(counts.items()):
         print(f"  {typ:<{width}}  {n}")
     return 0
