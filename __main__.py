@@ -9,6 +9,7 @@ from components.engines.registry import ENGINES, MEMORY_MODELS
 from components.engines.vocabulary import VOCABULARY
 from components.infra.addons import Addons, AddonsArgs
 from components.infra.cluster import Cluster, ClusterArgs
+from components.infra.image_cache import ImageCache, ImageCacheArgs
 from components.infra.model_cache import ModelCache, ModelCacheArgs
 from components.infra.monitoring import SELECTED, Monitoring, MonitoringArgs
 from components.infra.network import Network, NetworkArgs
@@ -71,6 +72,15 @@ for group in cfg.gpu_node_groups:
         cost_tags=stack.cost_tags,  # stable: in the launch template
         model_tag=cfg.model_tag(group.name),  # changes with the models: on the ASG only
     ))
+
+# The engines' images through an ECR pull-through cache in the region (images.pullThroughCache).
+upstreams = cfg.images.upstreams(cfg.engine_images(VOCABULARY))
+image_cache = ImageCache(f"{name}-images", ImageCacheArgs(
+    cluster_name=name, region=stack.region, upstreams=upstreams, node_role_name=cluster.node_role.name,
+    usernames={u.host: cfg.images.username(u) for u in upstreams if u.secret},
+    tokens={u.host: stack.registry_secrets[u.secret] for u in upstreams if u.secret},
+    tags=tags,
+)) if upstreams else None
 
 k8s = pulumi.ResourceOptions(providers=[cluster.provider])
 cache = ModelCache(f"{name}-cache", ModelCacheArgs(
@@ -142,6 +152,7 @@ for model in cfg.models:
         monitoring=monitoring.stack,
         load_balancer_controller=addons.load_balancer_controller,
         cost_tags=stack.cost_tags,
+        image_registry=image_cache.registry if image_cache else None,
     ), opts=k8s)
 
 pulumi.export("clusterName", cluster.cluster.name)
@@ -154,6 +165,7 @@ pulumi.export("modelPlans", {model_name: {slot: {
     "hourlyUsdPerReplica": p.hourly_usd,
 } for slot, p in slots.items()} for model_name, slots in plans.items()})
 pulumi.export("apiKey", serving.api_key)
+pulumi.export("imageRegistry", image_cache.registry if image_cache else None)
 pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
 pulumi.export("endpoints", {m.name: f"https://{m.name}.{ingress.domain}" for m in cfg.models}
               if ingress else {})

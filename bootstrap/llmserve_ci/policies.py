@@ -36,7 +36,10 @@ PASSED_TO_SERVICES = ("eks.amazonaws.com", "ec2.amazonaws.com", "pods.eks.amazon
 SERVICE_LINKED_ROLE_SERVICES = (
     "eks.amazonaws.com", "eks-nodegroup.amazonaws.com", "elasticloadbalancing.amazonaws.com",
     "autoscaling.amazonaws.com", "spot.amazonaws.com", "elasticfilesystem.amazonaws.com",
-    "backup.amazonaws.com")
+    "backup.amazonaws.com",
+    # ECR makes AWSServiceRoleForECRPullThroughCache with the first pull-through cache rule
+    # (docs.aws.amazon.com/AmazonECR/latest/userguide/slr-pullthroughcache.html).
+    "pullthroughcache.ecr.amazonaws.com")
 # The managed policies made here, named <ciRolePrefix><suffix>: the boundary, and the CI roles'
 # policies that are too large to be inline (IAM allows 10,240 characters of inline policy per role,
 # 6,144 per managed policy).
@@ -123,7 +126,8 @@ def _read_statements(account: Account, prefix: str) -> list[dict]:
             "kms:GetKeyPolicy", "kms:GetKeyRotationStatus",
             "kms:ListAliases", "kms:ListKeys", "kms:ListResourceTags", "wafv2:GetWebACL",
             "wafv2:GetLoggingConfiguration", "wafv2:ListWebACLs", "wafv2:ListTagsForResource",
-            "wafv2:DescribeManagedRuleGroup", "backup:DescribeBackupVault",
+            "wafv2:DescribeManagedRuleGroup", "ecr:DescribePullThroughCacheRules",
+            "ecr:DescribeRepositoryCreationTemplates", "backup:DescribeBackupVault",
             "backup:GetBackupPlan", "backup:GetBackupSelection", "backup:ListBackupPlans",
             "backup:ListBackupSelections", "backup:ListBackupVaults", "backup:ListTags"]),
         allow("ReadPlatformRoles", [
@@ -264,6 +268,21 @@ def deploy_services_policy(account: Account, prefix: str) -> str:
             "s3:DeleteBucketPolicy", "s3:PutBucketPublicAccessBlock", "s3:PutBucketOwnershipControls",
             "s3:PutEncryptionConfiguration", "s3:PutLifecycleConfiguration"],
             platform_buckets(account, prefix)),
+        # The ECR pull-through cache (components/infra/image_cache.py): its rules and repository
+        # creation templates are per registry, not resources of their own; the repositories and
+        # the sign-in secrets carry the platform's prefix (pull-through-cache-iam.html; creating a
+        # template takes ecr:CreateRepository too, repository-creation-templates-create.html).
+        allow("ImageCacheRules", [
+            "ecr:CreatePullThroughCacheRule", "ecr:UpdatePullThroughCacheRule",
+            "ecr:DeletePullThroughCacheRule", "ecr:ValidatePullThroughCacheRule",
+            "ecr:CreateRepositoryCreationTemplate", "ecr:UpdateRepositoryCreationTemplate",
+            "ecr:DeleteRepositoryCreationTemplate"]),
+        allow("ImageCacheRepositories", ["ecr:CreateRepository"], account.arn("ecr", f"repository/{prefix}*")),
+        allow("ImageCacheSignIns", [
+            "secretsmanager:CreateSecret", "secretsmanager:DeleteSecret", "secretsmanager:DescribeSecret",
+            "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret",
+            "secretsmanager:TagResource", "secretsmanager:UntagResource", "secretsmanager:GetResourcePolicy"],
+            account.arn("secretsmanager", f"secret:ecr-pullthroughcache/{prefix}*")),
         # The Cluster Autoscaler's node-template tags, on the groups EKS made for this cluster.
         allow("NodeGroupTemplateTags", ["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"],
               "*", {"StringLike": {"aws:ResourceTag/eks:cluster-name": f"{prefix}*"}}),
@@ -333,7 +352,8 @@ def boundary_policy() -> str:
     AmazonEC2ContainerRegistryPullOnly, AmazonEKS_CNI_Policy), the EBS and EFS CSI drivers'
     managed policies, the AWS Load Balancer Controller's published policy
     (components/infra/policies/aws-load-balancer-controller.json) and the Cluster Autoscaler's
-    (components/infra/addons.py), the CloudWatch add-on's (container logs). Not IAM
+    (components/infra/addons.py), the CloudWatch add-on's (container logs), the nodes' pulls
+    through the ECR pull-through cache (components/infra/image_cache.py). Not IAM
     administration, not the boundary's removal."""
     return document(
         allow("WorkloadServices", [
@@ -348,6 +368,7 @@ def boundary_policy() -> str:
             "eks-auth:AssumeRoleForPodIdentity",
             "ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
             "ecr:BatchCheckLayerAvailability", "ecr:BatchImportUpstreamImage",
+            "ecr:CreateRepository",  # the nodes' first pull through the cache (image_cache.py)
             "elasticfilesystem:Describe*", "elasticfilesystem:CreateAccessPoint",
             "elasticfilesystem:DeleteAccessPoint", "elasticfilesystem:TagResource",
             "elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",

@@ -30,13 +30,16 @@ class Upstream:
 
 UPSTREAMS: dict[str, Upstream] = {u.host: u for u in (
     Upstream("ghcr.io", "ghcr.io", "ghcr", "githubToken", "githubUsername", "GitHub Container Registry"),
-    Upstream("docker.io", "registry-1.docker.io", "docker-hub", "dockerHubToken", "dockerHubUsername",
+    Upstream("docker.io", "registry-1.docker.io", "docker", "dockerHubToken", "dockerHubUsername",
              "Docker Hub"),
     Upstream("public.ecr.aws", "public.ecr.aws", "ecr-public", label="ECR Public"),
     Upstream("quay.io", "quay.io", "quay", label="Quay"),
     Upstream("registry.k8s.io", "registry.k8s.io", "k8s", label="the Kubernetes registry"),
 )}
 REGISTRY_SECRETS = tuple(u.secret for u in UPSTREAMS.values() if u.secret)
+# A rule's ecrRepositoryPrefix, `<cluster>/<upstream prefix>`, holds 2-30 characters
+# (https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_CreatePullThroughCacheRule.html).
+PREFIX_MAX = 30
 # Docker Hub user names: 4-30 lowercase letters and digits (hub.docker.com sign-up); GitHub's:
 # letters, digits and single hyphens, at most 39 (github.com/join).
 _USERNAME = {"dockerHubUsername": re.compile(r"[a-z0-9]{4,30}"),
@@ -58,15 +61,16 @@ def upstream_of(image: str) -> tuple[Optional[Upstream], str]:
     return UPSTREAMS.get(host), path
 
 
-def cached_image(image: str, registry: str) -> str:
-    """The reference of `image` in the pull-through cache of ECR registry host `registry`
-    (`<account>.dkr.ecr.<region>.amazonaws.com`): same path under the upstream's prefix, same
-    tag and digest. An image of a registry ECR does not cache stays as it is."""
+def cached_image(image: str, root: str) -> str:
+    """The reference of `image` in the pull-through cache whose rules' prefixes start with
+    `root` (`<account>.dkr.ecr.<region>.amazonaws.com/<cluster>`): the same path under the
+    upstream's prefix, the same tag and digest. An image of a registry ECR does not cache stays
+    as it is."""
     upstream, path = upstream_of(image)
     if upstream is None:
         return image
     ref = IMAGE_REFERENCE.fullmatch(image)
-    return (f"{registry}/{upstream.prefix}/{path}" + (f":{ref['tag']}" if ref["tag"] else "")
+    return (f"{root}/{upstream.prefix}/{path}" + (f":{ref['tag']}" if ref["tag"] else "")
             + (f"@{ref['digest']}" if ref["digest"] else ""))
 
 
@@ -104,6 +108,12 @@ class ImagesConfig(Settings):
         return [f"images.{u.username}: required: {u.label} ({u.host}) is pulled through the cache, "
                 f"and ECR signs in to it as this user with the secret setting `{u.secret}`"
                 for u in self.upstreams(images) if u.username and self.username(u) is None]
+
+    def warnings(self, images: Iterable[str]) -> list[str]:
+        return [f"{image}: pinned by digest and pulled through the cache: ECR does not fetch an "
+                "image it has not cached yet by digest (github.com/aws/containers-roadmap/issues/2837), "
+                "so the first pull fails; pull it once by its tag through the cache (docs/images.md)"
+                for image in images if "@sha256:" in image and self.upstreams([image])]
 
     def secrets(self, images: Iterable[str]) -> dict[str, str]:
         """The secret stack settings the cache needs for these images, each with why."""

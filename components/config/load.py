@@ -111,15 +111,16 @@ def load(vocabulary: Vocabulary) -> Stack:
         settings = validate_settings({k: _decode(v) for k, v in raw.items()}, vocabulary)
         errors += name_limits(settings, pulumi.get_project(), pulumi.get_stack())
         alerting = settings.monitoring.alerting
-        required = {**(alerting.secrets() if alerting else {}),
-                    **settings.images.secrets(settings.engine_images(vocabulary))}
+        images = settings.engine_images(vocabulary)
+        errors += settings.images.problems(images)
+        required = {**(alerting.secrets() if alerting else {}), **settings.images.secrets(images)}
         errors += [f"{key}: required: {why} (`pulumi config set --secret {key} ...`)"
                    for key, why in required.items() if key not in given]
     except ConfigError as exc:
         errors += exc.errors
     if errors:
         raise ConfigError(errors, secrets)
-    for warning in settings.warnings:
+    for warning in [*settings.warnings, *settings.images.warnings(settings.engine_images(vocabulary))]:
         pulumi.log.warn(warning)
     config = pulumi.Config(PROJECT)
     return Stack(project=pulumi.get_project(), stack=pulumi.get_stack(), region=region,

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .addons import AddonsConfig
 from .cluster import (AUTONAME, CLUSTER_AND_GROUP_MAX, CLUSTER_NAME_MAX, NODE_GROUP_NAME_MAX,
                       WHY_CLUSTER_NAME, ClusterConfig)
 from .errors import ConfigError
-from .fields import Settings, Vocabulary, dns_label, vocabulary
-from .images import ImagesConfig
+from .fields import Settings, Vocabulary, dns_label
+from .images import PREFIX_MAX, UPSTREAMS, ImagesConfig
 from .ingress import IngressConfig
 from .models import SLOTS, ModelConfig
 from .monitoring import MonitoringConfig
@@ -65,7 +65,7 @@ class StackConfig(Settings):
         return sorted(images | ({vocabulary.default_image} if self.models else set()))
 
     @model_validator(mode="after")
-    def _references(self, info: ValidationInfo) -> "StackConfig":
+    def _references(self) -> "StackConfig":
         errors = _duplicates("gpuNodeGroups", [g.name for g in self.gpu_node_groups])
         version = self.cluster.kubernetes_version
         for where, group in self._node_groups():
@@ -131,7 +131,6 @@ class StackConfig(Settings):
                 if slot.node_group not in groups:
                     errors.append(f"{where}.nodeGroup: {slot.node_group!r} is not one of "
                                   f"{', '.join(groups)} (the names of gpuNodeGroups)")
-        errors += self.images.problems(self.engine_images(vocabulary(info)))
         if errors:
             raise ConfigError(errors)
         return self
@@ -188,6 +187,12 @@ def name_limits(settings: StackConfig, project: str, stack: str) -> list[str]:
         except ValueError as exc:
             return [f"cluster.name: the default, {project}-<stack>, is {exc}: set cluster.name"]
     errors = []
+    longest = max(len(u.prefix) for u in UPSTREAMS.values())
+    if settings.images.pull_through_cache and len(name) + 1 + longest > PREFIX_MAX:
+        errors.append(f"cluster.name: {name!r} is too long for images.pullThroughCache: the cache's "
+                      f"repositories are named <cluster>/<registry>/..., and ECR allows {PREFIX_MAX} "
+                      f"characters before the registry's path (at most {PREFIX_MAX - 1 - longest} "
+                      "for the cluster's name): set a shorter cluster.name")
     for i, group in enumerate(settings.gpu_node_groups):
         if len(name) + len(group.name) > CLUSTER_AND_GROUP_MAX:
             errors.append(f"gpuNodeGroups[{i}].name: {group.name!r} with the cluster name {name!r} "

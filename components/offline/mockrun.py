@@ -99,6 +99,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state["keyId"] = id_
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state["latestVersion"] = 1
+        elif typ == "aws:ecr/pullThroughCacheRule:PullThroughCacheRule":
+            state["registryId"] = ACCOUNT
         elif typ == "aws:eks/cluster:Cluster":
             state.update(
                 endpoint=f"https://{_digest(name, n=32).upper()}.gr7.{self.region}.eks.amazonaws.com",

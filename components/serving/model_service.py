@@ -19,6 +19,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from ..config import IngressConfig, Replicas
+from ..config.images import cached_image
 from ..engines import tgi
 from . import exposure, network_policies, scaling
 from .download import download_job
@@ -55,6 +56,9 @@ class ModelServiceArgs:
     load_balancer_controller: Optional[pulumi.Resource] = None
     # The stack's cost tags, for the load balancer (shared by every model: no model tag here).
     cost_tags: dict[str, str] = field(default_factory=dict)
+    # Where the stack's pull-through cache keeps its repositories (ImageCache.registry): the
+    # engines' images are pulled through it. None: from their own registries.
+    image_registry: Optional[pulumi.Input[str]] = None
 
 
 class ModelService(pulumi.ComponentResource):
@@ -89,10 +93,11 @@ class ModelService(pulumi.ComponentResource):
             # Slots that run the same commit share its download (one Job per commit).
             commit = (spec.slot.id, spec.revision)
             if commit not in jobs:
-                jobs[commit] = download_job(scope, spec, tgi.image(args.download_image), account, cache,
-                                            download_policy, args.hf_token_secret)
+                jobs[commit] = download_job(scope, spec, self.pull(args, tgi.image(args.download_image)),
+                                            account, cache, download_policy, args.hf_token_secret)
             self.deployments[spec.slot.slot] = workload = deployment(
-                scope, spec, args.replicas, account, cache, jobs[commit], surge=args.block_evictions)
+                scope, spec, args.replicas, account, cache, jobs[commit],
+                self.pull(args, spec.engine.image(spec.slot.image)), surge=args.block_evictions)
             if args.replicas.max > args.replicas.min:
                 scaling.autoscaler(scope, spec, args.replicas, workload)
             scaling.disruption_budget(scope, spec, block=args.block_evictions)
@@ -122,3 +127,11 @@ class ModelService(pulumi.ComponentResource):
             pod_monitor(scope, args.prometheus_selector, args.monitoring,
                         {s.engine.name: s.engine.metrics_port for s in args.slots})
         self.register_outputs({"service": self.service_name})
+
+    @staticmethod
+    def pull(args: ModelServiceArgs, image: str) -> pulumi.Input[str]:
+        """The reference the nodes pull `image` by: through the stack's pull-through cache when it
+        has one (an image of a registry ECR does not cache stays as it is)."""
+        if args.image_registry is None:
+            return image
+        return pulumi.Output.from_input(args.image_registry).apply(lambda root: cached_image(image, root))

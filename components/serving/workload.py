@@ -30,10 +30,11 @@ def slot_selector(scope: Scope, slot: str) -> dict[str, str]:
 
 
 def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.core.v1.ServiceAccount,
-               cache: k8s.core.v1.PersistentVolumeClaim, job: k8s.batch.v1.Job,
+               cache: k8s.core.v1.PersistentVolumeClaim, job: k8s.batch.v1.Job, image: pulumi.Input[str],
                surge: bool = False) -> k8s.apps.v1.Deployment:
-    """`surge`: start a new pod before stopping an old one (the model's evictions are blocked,
-    so a rollout must not take its only replica down either; the autoscaler adds the node)."""
+    """`image`: the engine's image as the nodes pull it (ModelService.pull). `surge`: start a new
+    pod before stopping an old one (the model's evictions are blocked, so a rollout must not take
+    its only replica down either; the autoscaler adds the node)."""
     slot, plan, engine = spec.slot, spec.plan, spec.engine
     labels, selector = slot_labels(scope, spec), slot_selector(scope, slot.slot)
     resources = engine.pod_resources(spec.instances, plan.num_shard)
@@ -78,7 +79,7 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
                 for key in ("topology.kubernetes.io/zone", "kubernetes.io/hostname")],
             "containers": [hardened({
                 "name": engine.container,
-                "image": engine.image(slot.image),
+                "image": image,
                 "imagePullPolicy": "IfNotPresent",
                 **({"args": args} if args else {}),
                 "env": env,

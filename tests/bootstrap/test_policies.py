@@ -8,6 +8,7 @@ import json
 import pytest
 
 from components.infra.addons import LBC_POLICY, cluster_autoscaler_policy
+from components.infra.image_cache import NODE_PULL_ACTIONS
 from llmserve_ci import policies
 from llmserve_ci.policies import Account
 
@@ -98,7 +99,7 @@ def test_deploy_iam_only_on_platform_roles_and_only_under_the_boundary():
             assert s["Condition"] == {"StringEquals": {"iam:AWSServiceName": [
                 "eks.amazonaws.com", "eks-nodegroup.amazonaws.com", "elasticloadbalancing.amazonaws.com",
                 "autoscaling.amazonaws.com", "spot.amazonaws.com", "elasticfilesystem.amazonaws.com",
-                "backup.amazonaws.com"]}}
+                "backup.amazonaws.com", "pullthroughcache.ecr.amazonaws.com"]}}
         else:
             assert s["Resource"] == [PLATFORM_ROLES], s["Sid"]
     bounded = {"iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy", "iam:PutRolePolicy"}
@@ -187,7 +188,11 @@ def workload_grants() -> list[tuple[str, dict]]:
         "logs:PutLogEvents", "logs:DescribeLogStreams", "logs:DescribeLogGroups",
         "logs:CreateLogStream", "logs:CreateLogGroup", "logs:PutRetentionPolicy",
         "cloudwatch:PutMetricData", "ec2:DescribeVolumes", "ec2:DescribeTags"]}]}
+    # The nodes' pulls through the ECR pull-through cache (components/infra/image_cache.py).
+    image_cache = {"Statement": [{"Effect": "Allow", "Resource": "arn:aws:ecr:us-east-1:1:repository/x/*",
+                                  "Action": NODE_PULL_ACTIONS}]}
     return [("aws-load-balancer-controller", json.loads(LBC_POLICY.read_text())),
+            ("image cache", image_cache),
             ("cloudwatch-observability", container_logs),
             ("cluster-autoscaler", json.loads(cluster_autoscaler_policy("llmserve-dev"))),
             ("cluster secrets key", cluster_kms), ("efs-csi", efs_csi)]

@@ -102,6 +102,14 @@ CREATES = {
     "aws:ec2/tag:Tag": ["ec2:CreateTags", "ec2:DeleteTags"],
     "aws:ec2/vpc:Vpc": ["ec2:CreateVpc", "ec2:ModifyVpcAttribute", "ec2:DeleteVpc"],
     "aws:ec2/vpcEndpoint:VpcEndpoint": ["ec2:CreateVpcEndpoint", "ec2:DeleteVpcEndpoints"],
+    "aws:ecr/pullThroughCacheRule:PullThroughCacheRule": ["ecr:CreatePullThroughCacheRule",
+                                                          "ecr:DeletePullThroughCacheRule",
+                                                          "iam:CreateServiceLinkedRole"],
+    "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate": [
+        "ecr:CreateRepositoryCreationTemplate", "ecr:DeleteRepositoryCreationTemplate", "ecr:CreateRepository"],
+    "aws:secretsmanager/secret:Secret": ["secretsmanager:CreateSecret", "secretsmanager:DeleteSecret"],
+    "aws:secretsmanager/secretVersion:SecretVersion": ["secretsmanager:PutSecretValue",
+                                                       "secretsmanager:GetSecretValue"],
     "aws:efs/backupPolicy:BackupPolicy": ["elasticfilesystem:PutBackupPolicy"],
     "aws:efs/fileSystem:FileSystem": ["elasticfilesystem:CreateFileSystem", "elasticfilesystem:DeleteFileSystem"],
     "aws:efs/fileSystemPolicy:FileSystemPolicy": ["elasticfilesystem:PutFileSystemPolicy"],
@@ -162,6 +170,13 @@ def test_the_platforms_names_fall_within_the_deploy_roles_scopes(stack_runs):
             assert within("ManagePlatformRoles", f"arn:aws:iam::123456789012:role/{name}"), name
             trust = json.loads(r.inputs["assumeRolePolicy"])["Statement"][0]["Principal"]["Service"]
             assert trust in policies.PASSED_TO_SERVICES
+        elif r.type == "aws:secretsmanager/secret:Secret":
+            arn = f"arn:aws:secretsmanager:us-east-1:123456789012:secret:{r.inputs['namePrefix']}abc-AbCdEf"
+            assert within("ImageCacheSignIns", arn), arn
+        elif r.type in ("aws:ecr/pullThroughCacheRule:PullThroughCacheRule",
+                        "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate"):
+            prefix = r.inputs.get("ecrRepositoryPrefix") or r.inputs["prefix"]
+            assert within("ImageCacheRepositories", f"arn:aws:ecr:us-east-1:123456789012:repository/{prefix}/x"), prefix
         elif r.type == "aws:eks/cluster:Cluster":
             assert within("Cluster", f"arn:aws:eks:us-east-1:123456789012:cluster/{name}"), name
         elif r.type == "aws:cloudwatch/logGroup:LogGroup":

@@ -77,7 +77,7 @@ CASES = [
     (vpc(id="vpc-0123456789abcdef0"), "cluster.vpc: set either cidr (a new VPC) or id (an existing VPC), not both"),
     (model(slots={"blue": {}, "green": {}}), "models[0].active: required with two slots"),
     # unknown keys
-    (setting("modle", []), "modle: unknown setting; allowed here: addons, cluster, gpuNodeGroups, ingress"),
+    (setting("modle", []), "modle: unknown setting; allowed here: addons, cluster, gpuNodeGroups, images, ingress"),
     (model(replica=2), "models[0].replica: unknown setting; allowed here:"),
     (cluster(publicAcessCidrs=["10.0.0.0/8"]), "cluster.publicAcessCidrs: unknown setting; allowed here: accessEntries"),
     # names that clash or do not resolve

@@ -8,11 +8,13 @@ import copy
 import pytest
 import yaml
 
+from components.config.images import cached_image
 from components.config.ingress import IDLE_TIMEOUT_MAX_SECONDS
 from components.engines import vllm
 from components.offline import mockrun
 
 from ..conftest import ROOT, run_settings, stack_settings
+from ..infra.test_image_cache import REGISTRY
 from .helpers import DEPLOYMENT, JOB, LOCK, container, env, manifest
 
 VLLM = yaml.safe_load((ROOT / "tests" / "data" / "vllm.yaml").read_text())
@@ -46,7 +48,9 @@ def plan(prod_run) -> dict:
 def test_the_image_is_vllms_pinned_release(deployment):
     c = container(deployment)
     assert c["name"] == "vllm"
-    assert c["image"] == f"{VLLM['image']['repository']}:{VLLM['image']['tag']}" == vllm.DEFAULT_IMAGE
+    assert f"{VLLM['image']['repository']}:{VLLM['image']['tag']}" == vllm.DEFAULT_IMAGE
+    # Prod pulls it through its ECR pull-through cache (tests/infra/test_image_cache.py).
+    assert c["image"] == cached_image(vllm.DEFAULT_IMAGE, REGISTRY)
     assert "command" not in c  # the image's entrypoint is `vllm serve`: arguments only
     assert VLLM["image"]["entrypoint"] == ["vllm", "serve"]
 
