@@ -11,9 +11,10 @@ from components.infra.addons import Addons, AddonsArgs
 from components.infra.cluster import Cluster, ClusterArgs
 from components.infra.image_cache import ImageCache, ImageCacheArgs
 from components.infra.model_cache import ModelCache, ModelCacheArgs
+from components.infra.model_store import ModelStore, ModelStoreArgs
 from components.infra.monitoring import SELECTED, Monitoring, MonitoringArgs
 from components.infra.network import Network, NetworkArgs
-from components.infra.node_group import NodeGroup, NodeGroupArgs
+from components.infra.node_group import NodeGroup, NodeGroupArgs, reservation_subnets
 from components.planning.catalog import CATALOG
 from components.planning.lock import LOCK_FILE
 from components.planning.plans import load_plans, read_lock
@@ -21,6 +22,7 @@ from components.serving import alerts, dashboards
 from components.serving.model_service import ModelService, ModelServiceArgs
 from components.serving.shared import Serving, ServingArgs
 from components.serving.slots import download_image, slot_specs
+from components.serving.store import StoreAccess
 
 # Both raise ConfigError, naming every invalid setting or model that cannot work, before any
 # resource is registered. The plans come from the committed lock only: no network here.
@@ -51,14 +53,18 @@ cluster = Cluster(name, ClusterArgs(
     cost_tags=stack.cost_tags,
 ))
 
-for group in cfg.gpu_node_groups:
+# A zonal reservation's group launches in its AZ only; an AZ the network lacks is refused before
+# any GPU group is registered.
+gpu_subnets = [reservation_subnets(f"gpuNodeGroups[{i}]", g.capacity_reservation, network.availability_zones,
+                                   network.private_subnet_ids) for i, g in enumerate(cfg.gpu_node_groups)]
+for group, subnet_ids in zip(cfg.gpu_node_groups, gpu_subnets):
     NodeGroup(f"{name}-{group.name}", NodeGroupArgs(
         group=group.name,
         cluster_name=cluster.ready_name,
         kubernetes_version=cfg.cluster.kubernetes_version,
         release_version=group.release_version,
         node_role_arn=cluster.node_role_arn,
-        subnet_ids=network.private_subnet_ids,
+        subnet_ids=subnet_ids,
         instance_types=group.instance_types,
         ami_type=group.ami_type,
         capacity_type=group.capacity_type,
@@ -71,6 +77,9 @@ for group in cfg.gpu_node_groups:
         tags=tags,
         cost_tags=stack.cost_tags,  # stable: in the launch template
         model_tag=cfg.model_tag(group.name),  # changes with the models: on the ASG only
+        capacity_reservation=group.capacity_reservation,  # docs/capacity.md
+        data_volume_snapshot_id=group.data_volume_snapshot_id,
+        fast_image_pull=group.fast_image_pull,
     ))
 
 # The engines' images through an ECR pull-through cache in the region (images.pullThroughCache).
@@ -81,6 +90,14 @@ image_cache = ImageCache(f"{name}-images", ImageCacheArgs(
     tokens={u.host: stack.registry_secrets[u.secret] for u in upstreams if u.secret},
     tags=tags,
 )) if upstreams else None
+
+# The S3 bucket vLLM streams weights from, when a slot says `store: s3` (docs/vllm.md).
+store = None
+if any(s.store == "s3" for m in cfg.models for s in m.resolved_slots()):
+    model_store = ModelStore(f"{name}-models", ModelStoreArgs(region=stack.region, tags=tags))
+    store = StoreAccess(bucket=model_store.bucket, bucket_arn=model_store.arn, region=stack.region,
+                        cluster_name=cluster.ready_name, role_prefix=name, cidrs=model_store.cidrs,
+                        permissions_boundary=cfg.cluster.permissions_boundary_arn, tags=tags)
 
 k8s = pulumi.ResourceOptions(providers=[cluster.provider])
 cache = ModelCache(f"{name}-cache", ModelCacheArgs(
@@ -153,6 +170,7 @@ for model in cfg.models:
         load_balancer_controller=addons.load_balancer_controller,
         cost_tags=stack.cost_tags,
         image_registry=image_cache.registry if image_cache else None,
+        store=store,
     ), opts=k8s)
 
 pulumi.export("clusterName", cluster.cluster.name)
@@ -166,6 +184,7 @@ pulumi.export("modelPlans", {model_name: {slot: {
 } for slot, p in slots.items()} for model_name, slots in plans.items()})
 pulumi.export("apiKey", serving.api_key)
 pulumi.export("imageRegistry", image_cache.registry if image_cache else None)
+pulumi.export("modelBucket", store.bucket if store else None)
 pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
 pulumi.export("endpoints", {m.name: f"https://{m.name}.{ingress.domain}" for m in cfg.models}
               if ingress else {})

@@ -44,6 +44,17 @@ def run_settings(settings: dict, stack: str = "test", region: str = "us-east-1",
     return mockrun.run_program(stack, config, [f"{PROJECT}:{k}" for k in secret_keys], run=run)
 
 
+# Stand-ins for the secrets prod's settings require (alerting receivers, registry tokens), for
+# runs of prod's settings with changes.
+PROD_SECRETS = {"pagerdutyRoutingKey": "R" * 32, "slackWebhookUrl": "https://hooks.slack.com/services/T/B/x",
+                "heartbeatUrl": "https://hc-ping.com/x", "githubToken": "g" * 20, "dockerHubToken": "d" * 20}
+
+
+def run_prod(settings: dict, stack: str = "prod") -> mockrun.Run:
+    """Prod's settings, changed, run with stand-ins for its secrets."""
+    return run_settings({**settings, **PROD_SECRETS}, stack=stack, secret_keys=tuple(PROD_SECRETS))
+
+
 @pytest.fixture
 def dev_settings() -> dict:
     return copy.deepcopy(stack_settings("dev"))

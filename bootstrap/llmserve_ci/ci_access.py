@@ -59,7 +59,7 @@ class CiAccess(pulumi.ComponentResource):
 
         boundary = managed(policies.BOUNDARY_POLICY,
                            "The most any IAM role the llmserve deploy roles create may do",
-                           policies.boundary_policy())
+                           policies.boundary_policy(args.role_prefix))
         self.boundary_arn = boundary.arn
         read = managed(policies.READ_POLICY, "Read the llmserve platform (preview, refresh)",
                        policies.read_policy(args.account, args.role_prefix))

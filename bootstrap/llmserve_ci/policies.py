@@ -345,7 +345,7 @@ BOUNDARY_CHANGES = [
 ]
 
 
-def boundary_policy() -> str:
+def boundary_policy(prefix: str) -> str:
     """The permissions boundary of every role the deploy roles create: the union of what the
     platform's workload roles are granted, by service (components/infra): the EKS cluster role
     (AmazonEKSClusterPolicy, its secrets key), the node role (AmazonEKSWorkerNodePolicy,
@@ -353,7 +353,8 @@ def boundary_policy() -> str:
     managed policies, the AWS Load Balancer Controller's published policy
     (components/infra/policies/aws-load-balancer-controller.json) and the Cluster Autoscaler's
     (components/infra/addons.py), the CloudWatch add-on's (container logs), the nodes' pulls
-    through the ECR pull-through cache (components/infra/image_cache.py). Not IAM
+    through the ECR pull-through cache (components/infra/image_cache.py), the S3 model store's
+    Pod Identity roles (components/serving/store.py). Not IAM
     administration, not the boundary's removal."""
     return document(
         allow("WorkloadServices", [
@@ -387,6 +388,10 @@ def boundary_policy() -> str:
                                 "logs:DescribeLogStreams", "logs:PutRetentionPolicy"],
               [f"arn:aws:logs:*:*:log-group:/aws/containerinsights/*{suffix}" for suffix in ("", ":*")]),
         allow("ContainerLogsDiscovery", ["logs:DescribeLogGroups", "cloudwatch:PutMetricData"]),
+        # The S3 model store's readers and writers (components/serving/store.py), on the
+        # platform's buckets only.
+        allow("ModelStore", ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListBucket"],
+              f"arn:aws:s3:::{prefix}*"),
         allow("LoadBalancerServiceLinkedRole", ["iam:CreateServiceLinkedRole"], "*",
               {"StringEquals": {"iam:AWSServiceName": "elasticloadbalancing.amazonaws.com"}}),
         allow("PlatformKeys", ["kms:CreateGrant", "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt",

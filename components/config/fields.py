@@ -27,6 +27,7 @@ class EngineVocabulary:
     quantize_with_dtype: tuple[str, ...]
     default_image: str
     label: str
+    stores: tuple[str, ...] = ("efs",)  # where it reads weights from (models[].store)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from .fields import INT32, Image, Settings, dns_label, vocabulary
 
 SLOTS = ("blue", "green")
+STORE_WRITER = "writer"  # the ServiceAccount `<model>-writer` of a model's S3 download Jobs
 HF_REPO_ID = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]*/)?[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -40,6 +41,9 @@ class ModelSettings(Settings):
     max_input_tokens: Optional[int] = Field(None, ge=1, le=INT32)
     max_total_tokens: Optional[int] = Field(None, ge=2, le=INT32)
     image: Optional[Image] = None
+    # Where the serving pods read the weights from: `efs`, the shared model cache, or `s3`, a
+    # bucket of the stack's that vLLM streams from with the Run:ai model streamer (docs/vllm.md).
+    store: Optional[Literal["efs", "s3"]] = None
 
     @field_validator("engine", mode="before")
     @classmethod
@@ -82,6 +86,7 @@ class Slot:
     max_input_tokens: Optional[int]
     max_total_tokens: Optional[int]
     image: Optional[str]  # None: the engine's default image
+    store: str = "efs"  # where the serving pods read the weights from
 
 
 class ModelConfig(ModelSettings):
@@ -134,6 +139,9 @@ class ModelConfig(ModelSettings):
             if slot.dtype and slot.quantize and slot.quantize not in engine.quantize_with_dtype:
                 raise ValueError(f"{where}dtype: cannot be set together with quantize "
                                  f"{slot.quantize!r} (TGI allows dtype only with the bitsandbytes modes)")
+            if slot.store not in engine.stores:
+                raise ValueError(f"{where}store: {slot.store!r} is not a store {engine.label} reads from "
+                                 f"({', '.join(engine.stores)}): only vLLM streams weights from S3")
             if slot.max_input_tokens is not None and slot.max_total_tokens is not None \
                     and slot.max_input_tokens >= slot.max_total_tokens:
                 raise ValueError(f"{where}maxInputTokens: {slot.max_input_tokens} must be less than "
@@ -151,7 +159,7 @@ class ModelConfig(ModelSettings):
                             node_group=value["node_group"],
                             max_input_tokens=value["max_input_tokens"],
                             max_total_tokens=value["max_total_tokens"],
-                            image=value["image"]))
+                            image=value["image"], store=value["store"] or "efs"))
         return out
 
     @property

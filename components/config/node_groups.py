@@ -43,6 +43,65 @@ def release_kubernetes_version(value: str) -> Optional[str]:
     return match.group(1) if match else None
 
 
+# EC2 Capacity Blocks for ML and On-Demand Capacity Reservations (docs/capacity.md).
+RESERVATION_ID = re.compile(r"^cr-[0-9a-f]{17}$")
+# The Resource Groups API's GroupArn pattern, a group name of letters, digits and `_ . -`
+# (https://docs.aws.amazon.com/ARG/latest/APIReference/API_Group.html).
+RESOURCE_GROUP_ARN = re.compile(r"^arn:aws(-[a-z]+)*:resource-groups:[a-z]{2}(-[a-z]+)+-\d{1,2}:\d{12}:"
+                                r"group/[A-Za-z0-9_.-]{1,300}$")
+AVAILABILITY_ZONE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}[a-z]$")  # us-east-1a
+SNAPSHOT_ID = re.compile(r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")  # old ids 8 digits, new 17
+# The catalog's instance types that EC2 offers as Capacity Blocks for ML (p5e.48xlarge and the
+# trn types are offered too, but are not in the catalog): https://docs.aws.amazon.com/AWSEC2/
+# latest/UserGuide/ec2-capacity-blocks.html; `aws ec2 describe-capacity-block-offerings` tells
+# what a region has.
+CAPACITY_BLOCK_TYPES = ("p4d.24xlarge", "p5.48xlarge", "p5en.48xlarge")
+
+
+class CapacityReservationConfig(Settings):
+    """The reserved capacity a GPU group launches into: one reservation (an On-Demand Capacity
+    Reservation or a Capacity Block) by its id, or a resource group of reservations."""
+
+    id: Optional[str] = None
+    resource_group_arn: Optional[str] = None
+    availability_zone: Optional[str] = None  # the group's subnets: only this AZ's
+    # True: fail to launch rather than run outside the reservation (launch template preference
+    # `capacity-reservations-only`). A Capacity Block launches only in its block anyway.
+    reserved_only: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not RESERVATION_ID.match(v):
+            raise ValueError(f"{v!r} is not a capacity reservation id (cr- and 17 hexadecimal digits)")
+        return v
+
+    @field_validator("resource_group_arn")
+    @classmethod
+    def _group(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not RESOURCE_GROUP_ARN.match(v):
+            raise ValueError(f"{v!r} is not a resource group ARN (arn:aws:resource-groups:<region>:"
+                             "<account>:group/<name>)")
+        return v
+
+    @field_validator("availability_zone")
+    @classmethod
+    def _zone(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not AVAILABILITY_ZONE.match(v):
+            raise ValueError(f"{v!r} is not an availability zone name, e.g. us-east-1a")
+        return v
+
+    @model_validator(mode="after")
+    def _target(self) -> "CapacityReservationConfig":
+        if (self.id is None) == (self.resource_group_arn is None):
+            raise ValueError("id: set exactly one of id (a reservation, cr-...) and resourceGroupArn "
+                             "(a resource group of reservations)")
+        if self.id and self.availability_zone is None:
+            raise ValueError("availabilityZone: required with id: a reservation is in one AZ (`aws ec2 "
+                             "describe-capacity-reservations --capacity-reservation-ids <id>` shows it)")
+        return self
+
+
 class ScalingBounds(Settings):
     min_size: int = Field(ge=0, le=INT32)
     max_size: int = Field(ge=1, le=INT32)
@@ -77,7 +136,8 @@ class SystemNodeGroupConfig(ScalingBounds):
 class GpuNodeGroupConfig(ScalingBounds):
     name: str
     instance_types: list[GpuInstanceType] = Field(min_length=1)
-    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    capacity_type: Literal["ON_DEMAND", "SPOT", "CAPACITY_BLOCK"] = "ON_DEMAND"
+    capacity_reservation: Optional[CapacityReservationConfig] = None
     # The TGI image is several GB compressed: 100 GiB or more of root volume (docs/eks.md).
     disk_size_gi_b: int = Field(200, ge=100, le=16384)
     # x86 only: every GPU instance of the catalog is x86; AL2_x86_64_GPU is end of life.
@@ -86,6 +146,9 @@ class GpuNodeGroupConfig(ScalingBounds):
     # SOCI parallel pull and unpack of images (AL2023: nodeadm's FastImagePull feature gate;
     # Bottlerocket: the soci snapshotter), docs/capacity.md.
     fast_image_pull: bool = False
+    # Bottlerocket only: an EBS snapshot of a data volume that holds the engine images already
+    # pulled (scripts/build-image-cache-snapshot.sh), restored as each node's /dev/xvdb.
+    data_volume_snapshot_id: Optional[str] = None
 
     @field_validator("name")
     @classmethod
@@ -100,6 +163,48 @@ class GpuNodeGroupConfig(ScalingBounds):
         if len(set(v)) != len(v):
             raise ValueError("an instance type is listed twice")
         return v
+
+    @field_validator("data_volume_snapshot_id")
+    @classmethod
+    def _snapshot(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not SNAPSHOT_ID.match(v):
+            raise ValueError(f"{v!r} is not an EBS snapshot id (snap- and 8 or 17 hexadecimal digits)")
+        return v
+
+    @model_validator(mode="after")
+    def _capacity(self) -> "GpuNodeGroupConfig":
+        reservation, types = self.capacity_reservation, self.instance_types
+        if reservation and self.capacity_type == "SPOT":
+            raise ValueError("capacityReservation: reservations hold On-Demand capacity: not with "
+                             "capacityType SPOT (use ON_DEMAND, or CAPACITY_BLOCK for a Capacity Block)")
+        if self.capacity_type == "CAPACITY_BLOCK":
+            if not (reservation and reservation.id):
+                raise ValueError("capacityReservation.id: required with capacityType CAPACITY_BLOCK: "
+                                 "the Capacity Block's reservation id (cr-...) and its availabilityZone")
+            if len(types) != 1 or types[0] not in CAPACITY_BLOCK_TYPES:
+                raise ValueError(f"instanceTypes: {types} with capacityType CAPACITY_BLOCK: list exactly "
+                                 f"the Capacity Block's one instance type, one of {', '.join(CAPACITY_BLOCK_TYPES)}")
+            if self.min_size != 0:
+                raise ValueError(f"minSize: {self.min_size} with capacityType CAPACITY_BLOCK: must be 0 "
+                                 "(EKS scales the group to 0 forty minutes before the block ends)")
+        elif reservation and reservation.id and len(types) != 1:
+            raise ValueError(f"instanceTypes: {types} with capacityReservation.id: a reservation is "
+                             "for one instance type: list exactly that one")
+        return self
+
+    @model_validator(mode="after")
+    def _data_volume(self) -> "GpuNodeGroupConfig":
+        if self.data_volume_snapshot_id and not self.ami_type.startswith("BOTTLEROCKET"):
+            raise ValueError(f"dataVolumeSnapshotId: a Bottlerocket data volume: needs amiType "
+                             f"BOTTLEROCKET_x86_64_NVIDIA, not {self.ami_type}")
+        if self.data_volume_snapshot_id and self.fast_image_pull:
+            # "When a change in the selected snapshotter is detected across boots, Bottlerocket will
+            # remove containers and existing images" (https://bottlerocket.dev/en/os/1.52.x/api/
+            # settings/container-runtime/, snapshotter).
+            raise ValueError("fastImagePull: not with dataVolumeSnapshotId: Bottlerocket's soci "
+                             "snapshotter removes the images the snapshot holds (they were pulled with "
+                             "overlayfs); choose one")
+        return self
 
     @model_validator(mode="after")
     def _release(self) -> "GpuNodeGroupConfig":

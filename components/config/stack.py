@@ -14,7 +14,7 @@ from .errors import ConfigError
 from .fields import Settings, Vocabulary, dns_label
 from .images import PREFIX_MAX, UPSTREAMS, ImagesConfig
 from .ingress import IngressConfig
-from .models import SLOTS, ModelConfig
+from .models import SLOTS, STORE_WRITER, ModelConfig
 from .monitoring import MonitoringConfig
 from .node_groups import GpuNodeGroupConfig, SystemNodeGroupConfig, release_kubernetes_version
 from .storage import StorageConfig
@@ -45,7 +45,13 @@ class StackConfig(Settings):
         return [f"{where}.releaseVersion: unset: its nodes stay on the AMI they were created with "
                 "(no security fixes) until kubernetesVersion changes; pin a release version to "
                 "roll them when you choose (docs/upgrade.md)"
-                for where, group in self._node_groups() if group.release_version is None]
+                for where, group in self._node_groups() if group.release_version is None] + [
+            f"models[{i}]: every slot runs on a CAPACITY_BLOCK node group ({', '.join(sorted(on))}): "
+            "the model loses its capacity when the block ends (EKS scales the group to 0 forty "
+            "minutes before; docs/capacity.md)"
+            for i, m in enumerate(self.models)
+            if (on := {s.node_group for s in m.resolved_slots()})
+            <= {g.name for g in self.gpu_node_groups if g.capacity_type == "CAPACITY_BLOCK"}]
 
     def model_tag(self, group: str) -> dict[str, str]:
         """The `model` cost tag of a GPU group's instances and volumes: the models whose slots
@@ -108,14 +114,17 @@ class StackConfig(Settings):
                           "an existing VPC: small subnets (/27 or larger, one per AZ) for the load "
                           "balancers only; the serving pods admit their addresses")
         errors += _duplicates("models", [m.name for m in self.models])
-        # Each slot of a model has a Service `<model>-<slot>` (serving/exposure.py) beside the
-        # model's own `<model>`: no model may be named like another's slot.
+        # Each slot of a model has a Service `<model>-<slot>` (serving/exposure.py), and a model
+        # on S3 a ServiceAccount `<model>-writer` (its download Jobs'), beside the model's own
+        # `<model>`: no model may be named like another's.
         names = {m.name for m in self.models}
+        owned = {**{slot: f"the Service of its {slot} slot" for slot in SLOTS},
+                 STORE_WRITER: "the ServiceAccount of its S3 download Jobs"}
         for i, m in enumerate(self.models):
-            for slot in SLOTS:
-                if f"{m.name}-{slot}" in names:
-                    errors.append(f"models[{i}].name: the Service of {m.name}'s {slot} slot is named "
-                                  f"{m.name}-{slot}, as the model {m.name}-{slot} is: rename one")
+            for suffix, what in owned.items():
+                if f"{m.name}-{suffix}" in names:
+                    errors.append(f"models[{i}].name: {what} is named {m.name}-{suffix}, as the model "
+                                  f"{m.name}-{suffix} is: rename one")
         for i, m in enumerate(self.models):
             if self.ingress is not None and m.replicas.min < 2 and m.evictions == "allow":
                 # One replica and evictions allowed: every node roll, auto-repair or drain takes

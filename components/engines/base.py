@@ -10,13 +10,21 @@ from typing import Callable, Iterable, Mapping, Optional
 
 from ..config import Slot
 from ..planning.catalog import GpuInstance
-from ..planning.planner import PRESTOP_SECONDS, MemoryModel, Plan
+from ..planning.planner import MAX_NODE_PROVISION_SECONDS, PRESTOP_SECONDS, MemoryModel, Plan
 
 PROBE_PERIOD_SECONDS = 10
-# What `pulumi up` waits for (estimates, deliberately generous): a GPU node launched, joined and
-# its GPUs advertised; the engine's image pulled (several GB compressed).
-NODE_START_SECONDS = 600
-IMAGE_PULL_SECONDS = 600
+# What the download Jobs fetch of a model repo: weights, config, tokenizer and custom code (as
+# safetensors only, never pickles), whichever store they fill.
+DOWNLOAD_PATTERNS = ['*.json', '*.safetensors', '*.model', '*.txt', '*.tiktoken', '*.py']
+SKIPPED_PATTERNS = ['original/*', '*.pth', '*.bin', '*.pt', '*.gguf']
+# The S3 store: a commit's files under `<repo id>/<commit>/` of the stack's bucket; a pod on it
+# gets the URI in this variable (Kubernetes expands `$(MODEL_URI)` in the arguments: the bucket's
+# name is AWS's, known once it exists).
+MODEL_URI_ENV = "MODEL_URI"
+
+
+def store_prefix(model_id: str, commit: str) -> str:
+    return f"{model_id}/{commit}/"
 # After its drain the engine's processes exit (shards, engine cores).
 SHUTDOWN_MARGIN_SECONDS = 15
 
@@ -29,8 +37,9 @@ def drain_seconds(plan: Plan) -> int:
 
 
 def startup_seconds(plan: Plan, minimum: int) -> int:
-    """The startup probe's budget: twice the plan's cold start, never under the engine's minimum."""
-    return max(minimum, 2 * plan.cold_start_seconds)
+    """The startup probe's budget: twice the container's start in the plan (its process, weights
+    and warmup: `ColdStart.warm_node_seconds`), never under the engine's minimum."""
+    return max(minimum, 2 * plan.cold_start.warm_node_seconds)
 
 
 @dataclass(frozen=True)
@@ -71,7 +80,6 @@ class Engine:
     it. Functions take the model's name, the resolved slot, its plan and the locked commit."""
 
     name: str  # `engine:` in the stack config
-    default_image: str  # a pinned release
     container: str  # the serving container's name
     memory: MemoryModel  # for the planner
     args: Callable[[str, Slot, Plan, str], list[str]]  # the container's arguments
@@ -94,6 +102,19 @@ class Engine:
     # Its image runs the download Jobs' script (huggingface_hub with hf_transfer: TGI's does,
     # engines/tgi.py `download_script`); a model on another engine downloads with TGI's image.
     runs_downloads: bool = False
+    # With `s3` among its stores: the script its image runs to fill the store (serving/download.py).
+    store_script: Optional[Callable[[], str]] = None
+
+    @property
+    def stores(self) -> tuple[str, ...]:
+        """Where it reads weights from (models[].store): those its loaders have a rate for (the
+        EFS cache; `s3` for an engine that streams from object storage)."""
+        return tuple(self.memory.startup.load_mibps)
+
+    @property
+    def default_image(self) -> str:
+        """Its pinned release (the planner's cold start counts its size)."""
+        return self.memory.startup.image
     pod_resources: Callable[[Iterable[GpuInstance], int], Resources] = pod_resources
 
     def image(self, pinned: Optional[str]) -> str:
@@ -118,8 +139,13 @@ class Engine:
         return PRESTOP_SECONDS + drain_seconds(plan)
 
     def deployment_timeout_seconds(self, plan: Plan) -> int:
-        """How long `pulumi up` waits for a new Deployment: a GPU node, the image, the start."""
-        return NODE_START_SECONDS + IMAGE_PULL_SECONDS + self.startup_seconds(plan)
+        """How long `pulumi up` waits for a new Deployment: every stage of the plan's cold start on
+        a new node twice over (docs/cold-start.md), the container's as the startup probe's budget,
+        and the node's at least as long as the Cluster Autoscaler keeps trying to add one (a GPU
+        type short of capacity stalls there, not in the stages the plan measures)."""
+        stages = plan.cold_start
+        node = max(2 * (stages.node_seconds + stages.gpu_seconds), MAX_NODE_PROVISION_SECONDS)
+        return node + 2 * stages.image_seconds + self.startup_seconds(plan)
 
     def deployment_update_timeout_seconds(self, plan: Plan) -> int:
         """One rollout step also waits for an old pod to drain: its GPUs are free once it is gone."""

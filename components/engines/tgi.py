@@ -32,8 +32,8 @@ from typing import Optional
 from ..config import Slot
 from ..planning.catalog import GpuInstance
 from ..planning.lock import LockEntry
-from ..planning.planner import MIB, MemoryModel, Plan, Request
-from .base import IMAGE_PULL_SECONDS, Engine, drain_seconds
+from ..planning.planner import MIB, MemoryModel, Plan, Request, Startup, image_pull_seconds
+from .base import DOWNLOAD_PATTERNS, SKIPPED_PATTERNS, Engine, drain_seconds
 from .base import Resources, pod_resources  # noqa: F401 (their home before base.py)
 
 
@@ -56,6 +56,31 @@ HUB_CACHE = f"{CACHE_PATH}/hub"
 # or 503 when a shard is unhealthy (docs/tgi.md): the startup probe waits at least this long.
 MIN_STARTUP_SECONDS = 300
 HUB_DOWNLOAD_MIBPS = 100  # a conservative rate from the Hub into EFS
+
+# The cold start's TGI side (planning/planner.py `Startup`, docs/cold-start.md); no stage of it
+# was found measured for TGI, so every number is an estimate, on the slow side:
+# - the image compressed: 8 GB. Its registry size was not found; `docker images` shows 16.9 GB
+#   unpacked for 3.3.6, and vLLM's images compress to about a third (28.6 GB unpacked,
+#   vllm-project/vllm#22377, against 8.6-9.4 GB compressed, engines/vllm.py): half is taken.
+IMAGE_BYTES = 8 * 10**9
+# - the process until it reads weights (the launcher, one shard process per GPU, NCCL): 30 s. A
+#   7B shard was seen ready ~10 s after start from local disk, load included
+#   (huggingface/text-generation-inference#676 and users' logs).
+PROCESS_START_SECONDS = 30
+# - the weights from EFS: 175 MiB/s. TGI memory-maps the safetensors files (safetensors
+#   safe_open, server/text_generation_server/utils/weights.py), as vLLM's default loader does,
+#   whose reads from EFS elastic were measured at ~177 MiB/s per node (modelplaneai/modelplane#204:
+#   894 GiB in ~43 min on two p5en.48xlarge); mmap on a network file system reads page by page
+#   (huggingface/safetensors#562). Far below EFS's 1,500 MiB/s per client. No S3 loader.
+LOAD_MIBPS = {"efs": 175}
+# - warmup (a prefill of MAX_BATCH_PREFILL_TOKENS, CUDA graphs of batch sizes 1-32): vLLM's
+#   measured start after the weights (27 s + 0.93 s per billion parameters, engines/vllm.py), which
+#   also counts torch.compile, TGI does not compile: an upper bound. TGI users' logs show 3-11 s
+#   for 7B models.
+WARMUP_SECONDS, WARMUP_SECONDS_PER_BILLION = 27, 0.93
+STARTUP = Startup(image=DEFAULT_IMAGE, image_bytes=IMAGE_BYTES, process_seconds=PROCESS_START_SECONDS,
+                  load_mibps=LOAD_MIBPS, warmup_seconds=WARMUP_SECONDS,
+                  warmup_seconds_per_billion=WARMUP_SECONDS_PER_BILLION)
 
 
 def image(pinned: Optional[str]) -> str:
@@ -97,9 +122,10 @@ def download_seconds(weights_bytes: int) -> int:
 
 
 def job_timeout_seconds(weights_bytes: int) -> int:
-    """How long `pulumi up` waits for the download Job: image pull plus the download, doubled
-    for a slow Hub, but not forever on a broken one."""
-    return IMAGE_PULL_SECONDS + 2 * download_seconds(weights_bytes)
+    """How long `pulumi up` waits for the download Job: the image pull (the slowest the planner
+    knows: from upstream, without SOCI, as the system nodes pull) plus the download, both doubled
+    for a slow registry or Hub, but not forever on a broken one."""
+    return 2 * (image_pull_seconds(IMAGE_BYTES, False, False) + download_seconds(weights_bytes))
 
 
 def cache_request_gib(weights_bytes: int) -> int:
@@ -121,8 +147,8 @@ def download_script() -> str:
         "cache = os.environ['HUGGINGFACE_HUB_CACHE']\n"
         "path = snapshot_download(\n"
         "    model, revision=revision, cache_dir=cache,\n"
-        "    allow_patterns=['*.json', '*.safetensors', '*.model', '*.txt', '*.tiktoken', '*.py'],\n"
-        "    ignore_patterns=['original/*', '*.pth', '*.bin', '*.pt', '*.gguf'],\n"
+        f"    allow_patterns={DOWNLOAD_PATTERNS!r},\n"
+        f"    ignore_patterns={SKIPPED_PATTERNS!r},\n"
         ")\n"
         "refs = os.path.join(cache, 'models--' + model.replace('/', '--'), 'refs')\n"
         "os.makedirs(refs, exist_ok=True)\n"
@@ -192,10 +218,10 @@ MEMORY = MemoryModel(
     engine="tgi", label="TGI", quantize=QUANTIZE, quantize_with_dtype=BITSANDBYTES,
     prequantized=PREQUANTIZED, loads=frozenset(PREQUANTIZED) | {"fp8"},
     on_the_fly_bits=ON_THE_FLY_BITS, memory_fraction=CUDA_MEMORY_FRACTION * WIGGLE_ROOM,
-    batch=batch, rules=rules)
+    batch=batch, rules=rules, startup=STARTUP)
 
 ENGINE = Engine(
-    name="tgi", default_image=DEFAULT_IMAGE, container="tgi", memory=MEMORY,
+    name="tgi", container="tgi", memory=MEMORY,
     args=lambda model, slot, plan, revision: [],
     env=lambda model, slot, plan, revision: launcher_env(slot, plan, revision),
     api_key_env="API_KEY",  # the launcher's setting (docs/tgi.md)

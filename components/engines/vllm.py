@@ -50,14 +50,16 @@ must then be a multiple of them (vllm/config/model.py, model_executor/layers/lin
 
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 from ..config import Slot
 from ..config.ingress import IDLE_TIMEOUT_MAX_SECONDS
 from ..planning.catalog import GpuInstance
 from ..planning.lock import LockEntry
-from ..planning.planner import GIB, MemoryModel, Plan, Request
-from .base import Engine, drain_seconds, startup_seconds
+from ..planning.planner import GIB, MemoryModel, Plan, Request, Startup
+from .base import (DOWNLOAD_PATTERNS, MODEL_URI_ENV, SKIPPED_PATTERNS, Engine, drain_seconds,
+                   startup_seconds)
 
 DEFAULT_IMAGE = "vllm/vllm-openai:v0.33.0"  # docker/Dockerfile at the tag; never `latest`
 HTTP_PORT = 8000  # `--port` default; /metrics is served on it too
@@ -73,6 +75,33 @@ GPU_MEMORY_UTILIZATION = 0.92  # vLLM's default, set explicitly
 # compiles (torch.compile) and captures CUDA graphs (docs/configuration/optimization.md): the
 # startup probe waits longer than for TGI.
 MIN_STARTUP_SECONDS = 600
+
+# The cold start's vLLM side (planning/planner.py `Startup`, docs/cold-start.md):
+# - the image compressed: 10 GB, an estimate (the tag's registry size was not found). Compressed
+#   sizes of its kin: 8.6 GB for a v0.32-era derivative on Docker Hub (hub.docker.com/r/m11s/
+#   vllm-openai), 9.35 GB for AWS's vLLM 0.22 image (aws-samples/karpenter-blueprints,
+#   blueprints/soci-snapshotter/README.md); 28.6 GB unpacked (vllm-project/vllm#22377).
+IMAGE_BYTES = 10 * 10**9
+# - the process until it reads weights: 36 s, measured as "Replica init -> vLLM engine start
+#   (tokenizer fetch, platform setup)" on a g6e.2xlarge (awslabs/data-on-eks,
+#   data-stacks/ray-on-eks/examples/ray-batch-inference/README.md, 2026-07; vLLM 0.22 in Ray Serve).
+PROCESS_START_SECONDS = 36
+# - the weights: from EFS with the default loader (safetensors memory-mapped) ~177 MiB/s per node,
+#   measured on EFS elastic (modelplaneai/modelplane#204: 894 GiB in ~43 min, two p5en.48xlarge);
+#   from S3 with the Run:ai model streamer 860 MiB/s per single-GPU pod at concurrency 32 (15 GiB
+#   in 17.8 s on a g6e.2xlarge, same-region S3, data-on-eks as above). Tensor-parallel ranks
+#   stream faster together (1.2-1.4 GiB/s each, anyscale/ray-serve-llm-perf-examples): 860 is
+#   the replica's floor.
+LOAD_MIBPS = {"efs": 175, "s3": 860}
+# - from the weights to listening (profile, torch.compile, CUDA graphs, warmup), without a compile
+#   cache: 33.8 s for an 8.0B model on an L40S (data-on-eks as above), 91.8 s for Llama-3-70B at
+#   tensor parallel 4 on H100s (anyscale/ray-serve-llm-perf-examples,
+#   replica_initialization/experiment_terminal_output, 2025-10): the line through both,
+#   27 s + 0.93 s per billion parameters (above the 170.5 s measured for Qwen3-235B-A22B at 8).
+WARMUP_SECONDS, WARMUP_SECONDS_PER_BILLION = 27, 0.93
+STARTUP = Startup(image=DEFAULT_IMAGE, image_bytes=IMAGE_BYTES, process_seconds=PROCESS_START_SECONDS,
+                  load_mibps=LOAD_MIBPS, warmup_seconds=WARMUP_SECONDS,
+                  warmup_seconds_per_billion=WARMUP_SECONDS_PER_BILLION)
 
 # vLLM's serve defaults by GPU memory (vllm/engine/arg_utils.py): below 70 GiB, or an A100, 2048
 # batched tokens and 256 sequences; from 70 GiB 8192 and 1024; from 160 GiB 16384 and 1024.
@@ -140,7 +169,7 @@ def rules(entry: LockEntry, instance: GpuInstance, num_shard: int, quantize: Opt
 MEMORY = MemoryModel(
     engine="vllm", label="vLLM", quantize=QUANTIZE, quantize_with_dtype=QUANTIZE,
     prequantized=PREQUANTIZED, loads=LOADS, on_the_fly_bits=ON_THE_FLY_BITS,
-    memory_fraction=GPU_MEMORY_UTILIZATION, batch=batch, rules=rules,
+    memory_fraction=GPU_MEMORY_UTILIZATION, batch=batch, rules=rules, startup=STARTUP,
     sampler_bytes=SAMPLER_BYTES, graph_bytes=CUDA_GRAPH_BYTES,
     total_from_capacity=False, kv_holds_prefill=False, input_limit=False,
     # The worker creates NCCL and the cuBLAS handles before the memory snapshot its profile run
@@ -154,9 +183,23 @@ def shm_size_gib(num_shard: int) -> int:
     return max(1, num_shard)
 
 
+# The S3 store (models[].store: s3): the model's commit under `<repo id>/<commit>/` of the stack's
+# bucket, whose URI the pod gets in MODEL_URI (the bucket is named by AWS at creation; Kubernetes
+# expands `$(MODEL_URI)` in the arguments). `--load-format runai_streamer` reads s3:// paths,
+# config and tokenizer pulled to $HOME/.cache/vllm first (vllm/config/model.py
+# maybe_pull_model_tokenizer_for_runai); the streamer signs its requests with boto3's credentials,
+# Pod Identity's here (runai-model-streamer-s3 0.15.7 credentials.py). 32 concurrent reads: the
+# fastest in NVIDIA's S3 benchmark (4.88 s for 15 GB; 16: 8.45 s, 64: 5.01 s; runai-model-streamer
+# docs/src/benchmarks.md) and what data-on-eks measured 860 MiB/s with (docs/cold-start.md).
+STREAMER_CONCURRENCY = 32
+
+
 def serve_args(model: str, slot: Slot, plan: Plan, revision: str) -> list[str]:
     """`vllm serve` arguments of one slot, from its plan."""
-    args = [slot.id, "--revision", revision, "--served-model-name", model, slot.id,
+    source = ([f"$({MODEL_URI_ENV})", "--load-format", "runai_streamer", "--model-loader-extra-config",
+               json.dumps({"concurrency": STREAMER_CONCURRENCY})] if slot.store == "s3"
+              else [slot.id, "--revision", revision])
+    args = [*source, "--served-model-name", model, slot.id,
             "--port", str(HTTP_PORT),
             "--tensor-parallel-size", str(plan.num_shard),
             "--max-model-len", str(plan.max_total_tokens),
@@ -188,10 +231,39 @@ def serve_env(model: str, slot: Slot, plan: Plan, revision: str) -> dict[str, st
     }
 
 
+def store_script() -> str:
+    """What an S3 store's download Job runs in vLLM's image (huggingface_hub, and boto3 with the
+    Run:ai streamer's S3 extra): the locked commit's files one at a time from the Hub to the
+    scratch disk and into the bucket (the disk holds one file, not the model), skipping those the
+    bucket already holds at their size, so a retried Job resumes."""
+    return (
+        "import fnmatch, os\n"
+        "import boto3\n"
+        "from huggingface_hub import HfApi, hf_hub_download\n"
+        "model, revision, bucket, prefix, scratch = (os.environ[k] for k in ('MODEL_ID', 'REVISION', 'BUCKET', "
+        "'PREFIX', 'SCRATCH'))\n"
+        f"allow, skip = {DOWNLOAD_PATTERNS!r}, {SKIPPED_PATTERNS!r}\n"
+        "def wanted(name):\n"
+        "    return any(fnmatch.fnmatch(name, p) for p in allow) and not any(fnmatch.fnmatch(name, p) for p in skip)\n"
+        "s3 = boto3.client('s3')\n"
+        "stored = {o['Key'][len(prefix):]: o['Size'] for page in s3.get_paginator('list_objects_v2')"
+        ".paginate(Bucket=bucket, Prefix=prefix) for o in page.get('Contents', [])}\n"
+        "info = HfApi().model_info(model, revision=revision, files_metadata=True)\n"
+        "for f in sorted((s for s in info.siblings if wanted(s.rfilename)), key=lambda s: s.rfilename):\n"
+        "    if stored.get(f.rfilename) == f.size:\n"
+        "        continue\n"
+        "    path = hf_hub_download(model, f.rfilename, revision=revision, local_dir=os.path.join(scratch, 'model'))\n"
+        "    s3.upload_file(path, bucket, prefix + f.rfilename)\n"
+        "    os.remove(path)\n"
+        "    print('stored', f.rfilename, flush=True)\n"
+        "print(f'model in s3://{bucket}/{prefix}')\n"
+    )
+
+
 _UID = (f"the image's vllm user is UID {USER} (docker/Dockerfile, docs/deployment/docker.md); a "
         "UID without its passwd entry and home is not documented to work")
 ENGINE = Engine(
-    name="vllm", default_image=DEFAULT_IMAGE, container="vllm", memory=MEMORY,
+    name="vllm", container="vllm", memory=MEMORY,
     args=serve_args, env=serve_env, api_key_env="VLLM_API_KEY",
     ports=(("http", HTTP_PORT),), metrics_port="http",
     # vllm:num_requests_waiting, as prometheus-adapter names it for the HPA (infra/monitoring.py).
@@ -210,4 +282,5 @@ ENGINE = Engine(
     },
     scratch=(("tmp", "/tmp"), ("home", HOME)),
     pod_spec={"enableServiceLinks": False},
+    store_script=store_script,
 )

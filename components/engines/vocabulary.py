@@ -10,5 +10,6 @@ VOCABULARY = Vocabulary(
     gpu_instance_types=tuple(CATALOG),
     engines={name: EngineVocabulary(quantize=e.memory.quantize,
                                     quantize_with_dtype=e.memory.quantize_with_dtype,
-                                    default_image=e.default_image, label=e.memory.label)
+                                    default_image=e.default_image, label=e.memory.label,
+                                    stores=e.stores)
              for name, e in ENGINES.items()})

@@ -3,11 +3,14 @@ pinned to the cluster's Kubernetes version and an AMI release version (docs/upgr
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
 from pulumi_aws import autoscaling, ec2, eks
+
+from ..config.node_groups import CapacityReservationConfig
 
 # The label our workloads select node groups by. EKS's own `eks.amazonaws.com/nodegroup` label
 # carries the auto-generated AWS name (with a random suffix), which a config cannot know.
@@ -19,6 +22,33 @@ GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSc
 # advertises the GPUs, it then waits instead of adding more nodes (GPULabel in
 # kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/aws_cloud_provider.go).
 ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
+# The image volume of a fastImagePull group: gp3 at 600 MiB/s, nodeadm's recommended minimum for
+# SOCI parallel pull (awslabs/amazon-eks-ami nodeadm/doc/examples.md, "Enabling fast image pull"),
+# and gp3's included 3000 IOPS (docs/capacity.md: what the throughput costs).
+SOCI_THROUGHPUT_MIBPS, SOCI_IOPS = 600, 3000
+# User data EKS merges with its own for a managed node group: a MIME multi-part document on
+# AL2023, TOML on Bottlerocket (https://docs.aws.amazon.com/eks/latest/userguide/
+# launch-templates.html#launch-template-user-data). AL2023: nodeadm's FastImagePull feature gate
+# (experimental, AMI release v20250813 and later). Bottlerocket: the soci snapshotter, 1.44.0 and
+# later (https://bottlerocket.dev/en/os/1.52.x/api/settings/container-runtime/).
+FAST_IMAGE_PULL = {
+    "AL2023": """MIME-Version: 1.0
+Content-Type: multipart/mixed; boundary="//"
+
+--//
+Content-Type: application/node.eks.aws
+
+---
+apiVersion: node.eks.aws/v1alpha1
+kind: NodeConfig
+spec:
+  featureGates:
+    FastImagePull: true
+
+--//--
+""",
+    "BOTTLEROCKET": '[settings.container-runtime]\nsnapshotter = "soci"\n',
+}
 
 
 def root_device(ami_type: str) -> str:
@@ -26,6 +56,20 @@ def root_device(ami_type: str) -> str:
     (/dev/xvda) and keeps images and containers on its data volume /dev/xvdb; AL2023 has one
     root volume /dev/xvda (bottlerocket-os/bottlerocket README, "Storage")."""
     return "/dev/xvdb" if ami_type.startswith("BOTTLEROCKET") else "/dev/xvda"
+
+
+def reservation_subnets(where: str, reservation: Optional[CapacityReservationConfig], zones: list[str],
+                        subnet_ids: list[pulumi.Input[str]]) -> list[pulumi.Input[str]]:
+    """The private subnets a group may launch in: with a zonal reservation, only its AZ's, since
+    its instances launch only there (https://docs.aws.amazon.com/eks/latest/userguide/
+    capacity-blocks-mng.html). `zones` are the network's AZs, aligned with `subnet_ids`."""
+    zone = reservation and reservation.availability_zone
+    if not zone:
+        return subnet_ids
+    if zone not in zones:
+        raise pulumi.RunError(f"{where}.capacityReservation.availabilityZone: {zone} is not one of the "
+                              f"cluster's AZs ({', '.join(zones)})")
+    return [subnet_ids[zones.index(zone)]]
 
 
 @dataclass
@@ -55,6 +99,11 @@ class NodeGroupArgs:
     # placed on the group: on its auto-scaling group, propagated to the instances it launches
     # from then on, never rolling a node (NodeGroup._asg_tags).
     model_tag: dict[str, str] = field(default_factory=dict)
+    # docs/capacity.md: the reservation it launches into (capacity_type CAPACITY_BLOCK or
+    # ON_DEMAND; subnet_ids already those of its AZ), a Bottlerocket data volume snapshot, SOCI.
+    capacity_reservation: Optional[CapacityReservationConfig] = None
+    data_volume_snapshot_id: Optional[str] = None
+    fast_image_pull: bool = False
 
 
 class NodeGroup(pulumi.ComponentResource):
@@ -64,6 +113,10 @@ class NodeGroup(pulumi.ComponentResource):
         super().__init__("llmserve:infra:NodeGroup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = {**(args.tags or {}), "Name": name}
+        reservation = args.capacity_reservation
+        # A Capacity Block's instance type and market type are in the launch template, and the node
+        # group then names no instance type (one or the other, never both: EKS UG launch-templates).
+        block = args.capacity_type == "CAPACITY_BLOCK"
         template = ec2.LaunchTemplate(
             f"{name}-lt",
             # IMDSv2 only, hop limit 1: pods cannot reach the node's role through the metadata
@@ -72,10 +125,30 @@ class NodeGroup(pulumi.ComponentResource):
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=1),
             block_device_mappings=[ec2.LaunchTemplateBlockDeviceMappingArgs(
                 device_name=root_device(args.ami_type),
+                # From a snapshot, the volume is encrypted as the snapshot is: the API takes no
+                # encryption value then (https://docs.aws.amazon.com/AWSEC2/latest/APIReference/
+                # API_LaunchTemplateEbsBlockDeviceRequest.html); the script's snapshots are.
                 ebs=ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                    volume_size=args.disk_size_gib, volume_type="gp3", encrypted="true",
-                    delete_on_termination="true"),
+                    volume_size=args.disk_size_gib, volume_type="gp3",
+                    encrypted=None if args.data_volume_snapshot_id else "true",
+                    snapshot_id=args.data_volume_snapshot_id, delete_on_termination="true",
+                    throughput=SOCI_THROUGHPUT_MIBPS if args.fast_image_pull else None,
+                    iops=SOCI_IOPS if args.fast_image_pull else None),
             )],
+            user_data=base64.b64encode(FAST_IMAGE_PULL[args.ami_type.split("_")[0]].encode()).decode()
+            if args.fast_image_pull else None,
+            instance_type=args.instance_types[0] if block else None,
+            instance_market_options=ec2.LaunchTemplateInstanceMarketOptionsArgs(market_type="capacity-block")
+            if block else None,
+            # With a target, the preference is omitted or capacity-reservations-only (the SDK's
+            # docstring; https://docs.aws.amazon.com/AWSEC2/latest/APIReference/
+            # API_LaunchTemplateCapacityReservationSpecificationRequest.html).
+            capacity_reservation_specification=ec2.LaunchTemplateCapacityReservationSpecificationArgs(
+                capacity_reservation_preference="capacity-reservations-only"
+                if reservation.reserved_only and not block else None,
+                capacity_reservation_target={"capacity_reservation_id": reservation.id,
+                                             "capacity_reservation_resource_group_arn": reservation.resource_group_arn},
+            ) if reservation else None,
             tag_specifications=[ec2.LaunchTemplateTagSpecificationArgs(
                 resource_type=t, tags={**args.cost_tags, **tags}) for t in ("instance", "volume")],
             update_default_version=True,
@@ -92,7 +165,7 @@ class NodeGroup(pulumi.ComponentResource):
             # that a preview shows; nothing moves without one.
             version=args.kubernetes_version,
             release_version=args.release_version,
-            instance_types=args.instance_types,
+            instance_types=None if block else args.instance_types,
             capacity_type=args.capacity_type,
             scaling_config=eks.NodeGroupScalingConfigArgs(
                 min_size=args.min_size, max_size=args.max_size, desired_size=args.desired_size),

@@ -24,6 +24,9 @@ class PodIdentityRoleArgs:
     associate: bool = True
     permissions_boundary: Optional[str] = None
     tags: Optional[dict[str, str]] = None
+    # The role's name, when the component's name would make one over IAM's 64 characters
+    # (Pulumi's auto-name: the resource name plus 8); unset, auto-named.
+    role_name: Optional[str] = None
 
 
 class PodIdentityRole(pulumi.ComponentResource):
@@ -40,7 +43,9 @@ class PodIdentityRole(pulumi.ComponentResource):
             args.cluster_name)
         role = iam.Role(f"{name}-role", assume_role_policy=pod_identity_trust(
             cluster_arn, args.namespace, args.service_account),
-            permissions_boundary=args.permissions_boundary, tags=args.tags, opts=child)
+            permissions_boundary=args.permissions_boundary, tags=args.tags, name=args.role_name,
+            # A named role cannot exist twice: a replacement deletes the old one first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=args.role_name is not None))
         grants: list[pulumi.CustomResource] = [
             iam.RolePolicyAttachment(f"{name}-{arn.rsplit('/', 1)[-1]}", role=role.name,
                                      policy_arn=arn, opts=child)

@@ -99,6 +99,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
             state["keyId"] = id_
         elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
             state["latestVersion"] = 1
+        elif typ == "aws:s3/bucket:Bucket":  # its id is its name; S3 ARNs have no region or account
+            id_ = state["bucket"] = state["name"]
+            state["arn"] = f"arn:aws:s3:::{id_}"
         elif typ == "aws:ecr/pullThroughCacheRule:PullThroughCacheRule":
             state["registryId"] = ACCOUNT
         elif typ == "aws:eks/cluster:Cluster":
@@ -128,6 +131,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if token == "aws:index/getRegion:getRegion":
             return {"id": self.region, "name": self.region, "region": self.region,
                     "endpoint": f"ec2.{self.region}.amazonaws.com", "description": self.region}
+        if token == "aws:ec2/getManagedPrefixList:getManagedPrefixList":
+            # Stand-ins from S3's published ranges (ip-ranges.json), not a region's real list.
+            return {"id": "pl-63a5400a", "name": args.args["name"], "addressFamily": "IPv4",
+                    "entries": [{"cidr": c, "description": ""} for c in ("3.5.0.0/19", "52.216.0.0/15")]}
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/render", "userId": "RENDER"}
         raise NotImplementedError(f"the offline mocks have no answer for invoke {token}")

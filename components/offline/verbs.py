@@ -67,16 +67,31 @@ def _lock_path(path: str | None) -> Path:
 
 COLUMNS = (("model", 0), ("engine", 6), ("instance", 13), ("shards", 6), ("fits", 4), ("weights GiB", 11),
            ("KV tokens", 9), ("max input", 9), ("max total", 9), ("prefill", 7), ("$/h", 8),
-           ("cold s", 6), ("ms/token", 8), ("gen cap s", 9))
+           ("new node s", 10), ("warm s", 6), ("ms/token", 8), ("gen cap s", 9))
+# The cold start by stage (planning/planner.py ColdStart, docs/cold-start.md), in seconds.
+STAGE_COLUMNS = (("model", 0), ("node", 4), ("gpu", 3), ("image", 5), ("process", 7), ("weights", 7),
+                 ("warmup", 6), ("new node", 8), ("warm node", 9), ("image from", 14), ("weights from", 0))
+
+
+def _line(cells: tuple, columns: tuple, width: int) -> str:
+    widths = [width] + [w for _, w in columns[1:]]
+    return "  ".join(f"{c!s:<{w}}" for c, w in zip(cells, widths)).rstrip()
 
 
 def _row(name: str, p: planner.Plan, width: int) -> str:
     cells = (name, p.engine, p.instance_type, p.num_shard, "yes" if p.fits else "NO",
              f"{p.weights_bytes / planner.GIB:.1f}", p.kv_capacity_tokens, p.max_input_tokens,
              p.max_total_tokens, p.max_batch_prefill_tokens, f"{p.hourly_usd:.4g}",
-             p.cold_start_seconds, p.decode_ms_per_token, p.generation_seconds)
-    widths = [width] + [w for _, w in COLUMNS[1:]]
-    return ("  ".join(f"{c!s:<{w}}" for c, w in zip(cells, widths)) + ("" if p.fits else f"  {p.reason}")).rstrip()
+             p.cold_start.new_node_seconds, p.cold_start.warm_node_seconds, p.decode_ms_per_token,
+             p.generation_seconds)
+    return (_line(cells, COLUMNS, width) + ("" if p.fits else f"  {p.reason}")).rstrip()
+
+
+def _stage_row(name: str, p: planner.Plan, width: int) -> str:
+    c = p.cold_start
+    return _line((name, c.node_seconds, c.gpu_seconds, c.image_seconds, c.process_seconds,
+                  c.weights_seconds, c.warmup_seconds, c.new_node_seconds, c.warm_node_seconds,
+                  c.image_from, c.weights_from), STAGE_COLUMNS, width)
 
 
 def _print_plans(named: list[tuple[str, planner.Plan]], as_json: bool) -> None:
@@ -84,9 +99,14 @@ def _print_plans(named: list[tuple[str, planner.Plan]], as_json: bool) -> None:
         print(json.dumps([{"name": n, **p.as_dict()} for n, p in named], indent=2))
         return
     width = max(len(n) for n, _ in named + [("model", None)])
-    print("  ".join(f"{h:<{w or width}}" for h, w in COLUMNS).rstrip())
+    print(_line(tuple(h for h, _ in COLUMNS), COLUMNS, width))
     for name, p in named:
         print(_row(name, p, width))
+    print("\ncold start by stage, seconds (a new node: every stage; a warm node, the image cached: process, "
+          "weights, warmup)")
+    print(_line(tuple(h for h, _ in STAGE_COLUMNS), STAGE_COLUMNS, width))
+    for name, p in named:
+        print(_stage_row(name, p, width))
 
 
 def plan(args: argparse.Namespace) -> int:

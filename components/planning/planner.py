@@ -31,6 +31,15 @@ Decode is memory-bound: each step of a shard reads its weights and, at worst (a 
 the cache), its whole KV cache, so a step takes at least those bytes over the GPU's memory
 bandwidth (catalog.py). The longest request generates maxTotalTokens - 1 tokens (a one-token
 prompt).
+
+Cold start, by stage (`ColdStart`, docs/cold-start.md has every number with its source and
+conditions, and which are estimates): a replica on a new node waits for the node (the Cluster
+Autoscaler's reaction, EC2's launch to node Ready), its GPUs (the device plugin advertises
+nvidia.com/gpu), the engine's image (its compressed size over the pull rate of the registry it
+comes from), then the container's own start: the process, the weights (over the rate of the
+engine's loader from the model store, never above the store's ceiling) and the warmup (compile,
+CUDA graphs). A node that has the image pays only the container's start, which the startup probe
+covers (engines/base.py). The engine's side comes with its `MemoryModel` (`Startup`).
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Iterable, Mapping, Optional
+from typing import Callable, Iterable, Literal, Mapping, Optional
 
 from .catalog import CATALOG, MIB, GpuInstance
 from .lock import LockEntry
@@ -54,15 +63,37 @@ NCCL_OVERHEAD_BYTES = GIB // 2  # an estimate, per GPU when sharded
 # 4-way shard of Llama-3.1-70B: above both the reserved and the allocated peaks measured.
 ACTIVATION_VECTORS = (6, 5)
 
-# Cold start of a replica whose weights are in the cache: process start (imports, NCCL), read of
-# the weights from EFS at the per-client rate (docs/eks.md: elastic with the CSI driver's
-# efs-proxy 1,500 MiB/s; provisioned 500 MiB/s or less if provisioned lower; bursting on a small
-# file system ~100 MiB/s), then warmup. Published logs show a 7B shard ready ~10 s after start
-# from local disk and warmups of 3-11 s (huggingface/text-generation-inference issues #676,
-# #2572 and users' logs); the constants below are deliberately generous.
+# Cold start by stage (module docstring; docs/cold-start.md). Node: the Cluster Autoscaler scans
+# for unschedulable pods every 10 s with "no more than 30 sec latency on small clusters (less
+# than 100 nodes ...)" (kubernetes/autoscaler, cluster-autoscaler/FAQ.md: its upper bound taken);
+# EC2 launch to node Ready measured at 40 s on a g6e.2xlarge with the AL2023 AMI, and node Ready
+# to nvidia.com/gpu advertised at 36 s with the GPU operator's device plugin on the AMI's own
+# driver, as infra/addons.py runs it (awslabs/data-on-eks,
+# data-stacks/ray-on-eks/examples/ray-batch-inference/README.md, "Measured cold-start timings",
+# 2026-07-10: launched by Karpenter there, by the node group's Auto Scaling group here).
+AUTOSCALER_SECONDS = 30
+NODE_READY_SECONDS = 40
+GPU_REGISTRATION_SECONDS = 36
+# How long the Cluster Autoscaler waits for a node it asked for before it gives up on the group
+# (`--max-node-provision-time`, default 15 min, FAQ.md): no node stage is shorter in Pulumi's wait
+# (engines/base.py).
+MAX_NODE_PROVISION_SECONDS = 900
+# Image: kubelet's pull (download and unpack) of the image's compressed bytes. Measured from
+# same-region ECR, a 9,354,342,327-byte vLLM image (AWS DLC vLLM 0.22.0, gp3 root volume at
+# 1,000 MiB/s; aws-samples/karpenter-blueprints, blueprints/soci-snapshotter/README.md,
+# 2026-06): 2 m 10.8 s with containerd's default pull, 39.6 s with SOCI parallel pull on AL2023
+# (fastImagePull). From ghcr.io or Docker Hub through the NAT gateways nothing was measured: an
+# estimate, the slow end of "pulling a 10 GB image from a registry to an instance takes 7-10
+# minutes" (tensorfuse.io/docs/blogs/snapshotter_graphs), with SOCI's gain measured on ECR on top.
+_ECR, _ECR_SOCI = 9_354_342_327 / 130.813, 9_354_342_327 / 39.553  # ~72 and ~237 MB/s
+PULL_BYTES_PER_SECOND = {  # (through the ECR pull-through cache, SOCI parallel pull) -> bytes/s
+    (True, False): _ECR, (True, True): _ECR_SOCI,
+    (False, False): 10e9 / 600, (False, True): 10e9 / 600 * _ECR_SOCI / _ECR,  # ~17, ~55 MB/s
+}
+# Weights: the engine's loader rate (`Startup.load_mibps`), never above its store's ceiling. EFS's
+# per-client read ceiling (docs/eks.md: elastic with the CSI driver's efs-proxy 1,500 MiB/s;
+# provisioned 500 MiB/s, or less if provisioned lower; bursting on a small file system ~100 MiB/s).
 EFS_READ_MIBPS = {"elastic": 1500, "provisioned": 500, "bursting": 100}
-PROCESS_START_SECONDS = 30
-WARMUP_SECONDS = 30
 
 # The generation cap counts half the datasheet bandwidth (an estimate, deliberately generous):
 # serving stacks reach well under peak, and tensor-parallel all-reduces, sampling and scheduling
@@ -90,11 +121,29 @@ class Request:
     max_total_tokens: Optional[int] = None
     throughput_mode: str = "elastic"
     provisioned_mibps: Optional[int] = None
+    # Cold start: the image comes through the stack's ECR pull-through cache (in-region), else
+    # from its upstream registry through the NAT gateways; the node group pulls with SOCI
+    # parallel pull (fastImagePull); where the weights are read from.
+    pull_through_cache: bool = False
+    fast_image_pull: bool = False
+    model_store: Literal["efs", "s3"] = "efs"
 
 
 # An engine's own rules, checked before memory: (entry, instance, shards, effective quantize,
 # request) -> why not, or None.
 Rules = Callable[[LockEntry, GpuInstance, int, Optional[str], Request], Optional[str]]
+
+
+@dataclass(frozen=True)
+class Startup:
+    """An engine's side of the cold start (engines/tgi.py and engines/vllm.py cite the numbers)."""
+
+    image: str  # its pinned release, which a slot runs unless it pins another
+    image_bytes: int  # that image compressed, what a pull transfers (a pinned image counts as big)
+    process_seconds: int  # from the container's start to the weights: imports, CUDA, NCCL
+    load_mibps: Mapping[str, int]  # model store -> the effective rate of its loader, per replica
+    warmup_seconds: float  # from the weights to listening (compile, CUDA graphs): a fixed part
+    warmup_seconds_per_billion: float  # and per billion parameters
 
 
 @dataclass(frozen=True)
@@ -112,6 +161,7 @@ class MemoryModel:
     memory_fraction: float  # of the CUDA-visible total that weights, activations and KV cache share
     batch: Callable[[LockEntry, GpuInstance, Request], tuple[int, int]]  # (prefill tokens, sequences)
     rules: Rules
+    startup: Startup  # its image, loaders and warmup, for the cold start
     sampler_bytes: int = 0  # per sequence and vocabulary entry of its sampling warmup
     graph_bytes: int = 0  # per GPU, CUDA graphs counted before the KV cache
     total_from_capacity: bool = True  # unset maxTotalTokens: min(capacity, context), else the context
@@ -125,6 +175,35 @@ class MemoryModel:
     # plus this many reserved ones.
     block_tokens: int = 1
     reserved_blocks: int = 0
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """A replica's start by stage, in seconds (module docstring), and where its image and
+    weights come from."""
+
+    node_seconds: int  # the autoscaler's reaction and EC2's launch, to node Ready
+    gpu_seconds: int  # node Ready to nvidia.com/gpu advertised
+    image_seconds: int  # the engine's image pulled onto the node
+    process_seconds: int  # the container's start to the weights
+    weights_seconds: int  # the weights read from the model store
+    warmup_seconds: int  # compile, CUDA graphs, warmup: until it listens
+    image_from: str  # "ECR cache" or "upstream", "+SOCI" with fastImagePull
+    weights_from: str  # the model store ("EFS elastic", "S3")
+
+    @property
+    def warm_node_seconds(self) -> int:
+        """On a node that has the image: the container's start, what the startup probe covers."""
+        return self.process_seconds + self.weights_seconds + self.warmup_seconds
+
+    @property
+    def new_node_seconds(self) -> int:
+        """On a node the autoscaler adds for it: every stage."""
+        return self.node_seconds + self.gpu_seconds + self.image_seconds + self.warm_node_seconds
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "new_node_seconds": self.new_node_seconds,
+                "warm_node_seconds": self.warm_node_seconds}
 
 
 @dataclass(frozen=True)
@@ -144,12 +223,12 @@ class Plan:
     max_total_tokens: int
     max_batch_prefill_tokens: int
     hourly_usd: float  # the GPUs one replica occupies
-    cold_start_seconds: int
+    cold_start: ColdStart
     decode_ms_per_token: float  # worst case, on the slowest GPU of the plan (a full batch)
     generation_seconds: int  # the cap: max_total_tokens - 1 tokens at decode_ms_per_token
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "cold_start": self.cold_start.as_dict()}
 
 
 def effective_quantize(entry: LockEntry, quantize: Optional[str],
@@ -206,11 +285,34 @@ def activation_bytes(entry: LockEntry, num_shard: int, tokens: int, sequences: i
     return int(tokens * per_token + sequences * shape.vocab_size * memory.sampler_bytes)
 
 
-def cold_start_seconds(stored_bytes: int, req: Request) -> int:
-    rate = EFS_READ_MIBPS[req.throughput_mode]
-    if req.throughput_mode == "provisioned" and req.provisioned_mibps:
-        rate = min(rate, req.provisioned_mibps)
-    return math.ceil(PROCESS_START_SECONDS + stored_bytes / (rate * MIB) + WARMUP_SECONDS)
+def image_pull_seconds(image_bytes: int, pull_through_cache: bool, fast_image_pull: bool) -> int:
+    return math.ceil(image_bytes / PULL_BYTES_PER_SECOND[pull_through_cache, fast_image_pull])
+
+
+def load_mibps(req: Request, startup: Startup) -> int:
+    """The engine's loader from the request's store, at most the store's ceiling (EFS's per
+    client). A store the engine cannot load from is refused by the rules; its plan counts the
+    engine's slowest loader."""
+    rate = startup.load_mibps.get(req.model_store, min(startup.load_mibps.values()))
+    if req.model_store == "efs":
+        ceiling = EFS_READ_MIBPS[req.throughput_mode]
+        if req.throughput_mode == "provisioned" and req.provisioned_mibps:
+            ceiling = min(ceiling, req.provisioned_mibps)
+        rate = min(rate, ceiling)
+    return rate
+
+
+def cold_start(stored_bytes: int, parameters: int, req: Request, startup: Startup) -> ColdStart:
+    """The stages of a replica's start (module docstring) for weights of this size as stored."""
+    store = f"EFS {req.throughput_mode}" if req.model_store == "efs" else req.model_store.upper()
+    return ColdStart(
+        node_seconds=AUTOSCALER_SECONDS + NODE_READY_SECONDS, gpu_seconds=GPU_REGISTRATION_SECONDS,
+        image_seconds=image_pull_seconds(startup.image_bytes, req.pull_through_cache, req.fast_image_pull),
+        process_seconds=startup.process_seconds,
+        weights_seconds=math.ceil(stored_bytes / (load_mibps(req, startup) * MIB)),
+        warmup_seconds=math.ceil(startup.warmup_seconds + startup.warmup_seconds_per_billion * parameters / 1e9),
+        image_from=("ECR cache" if req.pull_through_cache else "upstream") + ("+SOCI" if req.fast_image_pull else ""),
+        weights_from=store)
 
 
 def decode_ms_per_token(weights_per_gpu: float, kv_bytes_per_shard: int, capacity: int,
@@ -235,6 +337,9 @@ def rule_violation(entry: LockEntry, instance: GpuInstance, num_shard: int,
         return f"{num_shard} shards need {num_shard} GPUs; {instance.instance_type} has {instance.gpus}"
     if heads % num_shard:
         return f"{heads} attention heads cannot be split into {num_shard} shards"
+    if req.model_store not in memory.startup.load_mibps:
+        return (f"{memory.label} cannot load weights from {req.model_store} (only from "
+                f"{', '.join(memory.startup.load_mibps)})")
     why_not = memory.rules(entry, instance, num_shard, quantize, req)
     if why_not:
         return why_not
@@ -296,7 +401,7 @@ def plan(model: str, entry: LockEntry, instance: GpuInstance, num_shard: int, re
         weights_bytes=int(weights), kv_bytes_per_token=kv_shard * num_shard, kv_capacity_tokens=capacity,
         max_input_tokens=max_input, max_total_tokens=max_total, max_batch_prefill_tokens=prefill,
         hourly_usd=round(instance.hourly_usd * num_shard / instance.gpus, 4),
-        cold_start_seconds=cold_start_seconds(entry.weights_bytes, req),
+        cold_start=cold_start(entry.weights_bytes, entry.parameters, req, memory.startup),
         decode_ms_per_token=per_token,
         generation_seconds=generation_seconds(max_total, per_token),
     )

@@ -9,19 +9,29 @@ import math
 from pathlib import Path
 from typing import Mapping
 
-from ..config import ConfigError, Slot, Stack, StackConfig, StorageConfig
+from ..config import ConfigError, GpuNodeGroupConfig, Slot, Stack, StackConfig
+from ..config.images import upstream_of
 from ..config.ingress import IDLE_TIMEOUT_MAX_SECONDS
 from . import planner
 from .catalog import CATALOG
 from .lock import LOCK_FILE, Lock, LockError, read
 
 
-def slot_request(slot: Slot, storage: StorageConfig) -> planner.Request:
+def slot_request(slot: Slot, settings: StackConfig, group: GpuNodeGroupConfig,
+                 memory: planner.MemoryModel) -> planner.Request:
+    """What the slot asks of the planner. Its image (pinned, else its engine's) comes through the
+    pull-through cache when the stack has one and ECR caches its registry (config/images.py),
+    else from that registry."""
+    storage = settings.storage
+    image = slot.image or memory.startup.image
+    cached = settings.images.pull_through_cache and upstream_of(image)[0] is not None
     return planner.Request(quantize=slot.quantize, dtype=slot.dtype,
                            max_input_tokens=slot.max_input_tokens,
                            max_total_tokens=slot.max_total_tokens,
                            throughput_mode=storage.throughput_mode,
-                           provisioned_mibps=storage.provisioned_throughput_mibps)
+                           provisioned_mibps=storage.provisioned_throughput_mibps,
+                           pull_through_cache=cached, fast_image_pull=group.fast_image_pull,
+                           model_store=slot.store)
 
 
 Plans = dict[str, dict[str, planner.Plan]]  # model name -> slot -> plan
@@ -50,8 +60,8 @@ def plan_models(settings: StackConfig, lock: Lock, stack: str,
                     f"`python -m components lock --stack {stack}`")
                 continue
             group = groups[slot.node_group]
-            request = slot_request(slot, settings.storage)
             memory = engines[slot.engine]
+            request = slot_request(slot, settings, group, memory)
             plan = planner.plan_node_group(slot.id, entry, group.instance_types, request, memory)
             plans.setdefault(model.name, {})[slot.slot] = plan
             if not plan.fits:

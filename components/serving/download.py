@@ -1,43 +1,69 @@
-"""The download Job of a slot: the locked commit from the Hub into the model cache, on the system
-nodes, before any GPU node is needed."""
+"""The download Job of a slot: the locked commit from the Hub into the model cache (EFS) or the S3
+model store, on the system nodes, before any GPU node is needed."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from ..engines import tgi
+from ..engines.base import store_prefix
 from ..infra.node_group import NODE_GROUP_LABEL
 from .labels import SYSTEM_GROUP, download_job_name
 from .scope import Scope
 from .security import CHECKOV_SKIPS, checkov_skips, hardened, pod_security
 from .shared import HF_TOKEN_KEY
 from .slots import SlotSpec
+from .store import StoreAccess
 
+SCRATCH_PATH = "/scratch"
+SCRATCH_SIZE = "50Gi"
+SECRET_ENV_CHECK = "CKV_K8S_35"  # the API key in the environment: the download has none
 
-def download_job(scope: Scope, spec: SlotSpec, image: str, account: k8s.core.v1.ServiceAccount,
+def download_job(scope: Scope, spec: SlotSpec, image: pulumi.Input[str], account: k8s.core.v1.ServiceAccount,
                  cache: k8s.core.v1.PersistentVolumeClaim, policy: pulumi.Resource,
-                 hf_token_secret: Optional[pulumi.Input[str]]) -> k8s.batch.v1.Job:
+                 hf_token_secret: Optional[pulumi.Input[str]], store: Optional[StoreAccess] = None,
+                 depends_on: Sequence[pulumi.Resource] = ()) -> k8s.batch.v1.Job:
     """The Job of one commit, whichever slots use it: nothing in it comes from a slot's own
     settings, so adding or removing a slot leaves it as it is (a changed Job template would
-    replace the Job and download again)."""
+    replace the Job and download again). Into the EFS cache with TGI's image, or, for a slot on
+    the S3 store (`store`), into the bucket with its engine's image (vLLM's: huggingface_hub and
+    boto3), as the writer ServiceAccount, one file at a time through a scratch disk."""
     slot = spec.slot
     labels = {**scope.labels, "app.kubernetes.io/component": "download"}
-    env = [{"name": "MODEL_ID", "value": slot.id}, {"name": "REVISION", "value": spec.revision},
-           {"name": "HUGGINGFACE_HUB_CACHE", "value": tgi.HUB_CACHE},
-           {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "1"}]
+    env = [{"name": "MODEL_ID", "value": slot.id}, {"name": "REVISION", "value": spec.revision}]
+    if store is None:
+        env += [{"name": "HUGGINGFACE_HUB_CACHE", "value": tgi.HUB_CACHE},
+                {"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "1"}]
+        command, skips, context = ["python", "-c", tgi.download_script()], CHECKOV_SKIPS, None
+        mounts = [{"name": "cache", "mountPath": tgi.CACHE_PATH}]
+        volumes = [{"name": "cache", "persistentVolumeClaim": {"claimName": cache.metadata.name}}]
+    else:
+        engine = spec.engine
+        env += [{"name": "BUCKET", "value": store.bucket},
+                {"name": "PREFIX", "value": store_prefix(slot.id, spec.revision)},
+                {"name": "SCRATCH", "value": SCRATCH_PATH}, {"name": "AWS_REGION", "value": store.region},
+                {"name": "AWS_DEFAULT_REGION", "value": store.region},
+                *({"name": k, "value": v} for k, v in engine.env(scope.model, slot, spec.plan, spec.revision).items()
+                  if k == "HOME")]
+        command, context = ["python3", "-c", engine.store_script()], engine.security_context
+        skips = {k: v for k, v in engine.checkov_skips.items() if k != SECRET_ENV_CHECK}
+        scratch = [*engine.scratch, ("scratch", SCRATCH_PATH)]
+        mounts = [{"name": name, "mountPath": path} for name, path in scratch]
+        # The largest file of a repo at a time (shards of a few GB), never the model.
+        volumes = [{"name": name, "emptyDir": {"sizeLimit": SCRATCH_SIZE}} for name, _ in scratch]
     if spec.gated:
         env.append({"name": HF_TOKEN_KEY, "valueFrom": {"secretKeyRef": {
             "name": hf_token_secret, "key": HF_TOKEN_KEY}}})
     timeout = tgi.job_timeout_seconds(spec.stored_bytes)
-    job_name = download_job_name(scope.model, slot.id, spec.revision)
+    job_name = download_job_name(scope.model, slot.id, spec.revision, slot.store)
     # Named for the commit it downloads, not for a slot: removing the slot that created it
     # must not rename it (the Kubernetes name would clash while both exist).
     return k8s.batch.v1.Job(f"{scope.name}-{job_name.removeprefix(scope.model + '-')}", metadata=scope.metadata(
         job_name, labels,
-        annotations=checkov_skips(CHECKOV_SKIPS),
+        annotations=checkov_skips(skips),
     ), spec={
         "backoffLimit": 3,
         "activeDeadlineSeconds": timeout,
@@ -52,15 +78,15 @@ def download_job(scope: Scope, spec: SlotSpec, image: str, account: k8s.core.v1.
                 "name": "download",
                 "image": image,
                 "imagePullPolicy": "IfNotPresent",
-                "command": ["python", "-c", tgi.download_script()],
+                "command": command,
                 "env": env,
                 "resources": {"requests": {"cpu": "500m", "memory": "2Gi"},
                               "limits": {"cpu": "2", "memory": "4Gi"}},
-                "volumeMounts": [{"name": "cache", "mountPath": tgi.CACHE_PATH}],
-            })],
-            "volumes": [{"name": "cache", "persistentVolumeClaim": {"claimName": cache.metadata.name}}],
+                "volumeMounts": mounts,
+            }, context)],
+            "volumes": volumes,
         }},
     }, opts=scope.opts(
-        delete_before_replace=True, depends_on=[policy],
+        delete_before_replace=True, depends_on=[policy, *depends_on],
         aliases=[pulumi.Alias(name=f"{scope.name}-{slot.slot}-download")],  # its earlier name
         custom_timeouts=pulumi.CustomTimeouts(create=f"{timeout}s", update=f"{timeout}s")))

@@ -21,7 +21,7 @@ def component(model: str, name: str) -> dict[str, str]:
     return {MODEL_LABEL: model, "app.kubernetes.io/component": name}
 
 
-def download_job_name(model: str, model_id: str, revision: str) -> str:
-    """A Job per (model, revision): a new revision gets a new download Job."""
-    digest = hashlib.sha256(f"{model_id}@{revision}".encode()).hexdigest()[:10]
+def download_job_name(model: str, model_id: str, revision: str, store: str = "efs") -> str:
+    """A Job per (model, revision, store): a new revision gets a new download Job."""
+    digest = hashlib.sha256(f"{model_id}@{revision}{'' if store == 'efs' else ':' + store}".encode()).hexdigest()[:10]
     return f"{model}-download-{digest}"

@@ -27,6 +27,7 @@ from .labels import model_labels
 from .pod_monitor import pod_monitor
 from .scope import Scope
 from .slots import SlotSpec
+from .store import StoreAccess, store_access
 from .workload import deployment
 
 
@@ -59,6 +60,8 @@ class ModelServiceArgs:
     # Where the stack's pull-through cache keeps its repositories (ImageCache.registry): the
     # engines' images are pulled through it. None: from their own registries.
     image_registry: Optional[pulumi.Input[str]] = None
+    # The stack's S3 model store, required when a slot reads from it (models[].store: s3).
+    store: Optional[StoreAccess] = None
 
 
 class ModelService(pulumi.ComponentResource):
@@ -86,18 +89,29 @@ class ModelService(pulumi.ComponentResource):
         # The download Jobs start once they may reach DNS and the Hub (the namespace denies all).
         # Prometheus scrapes each slot's engine on its metrics port (TGI's own, vLLM's http).
         metrics_ports = list(dict.fromkeys(s.engine.metrics_port for s in args.slots))
-        network_policies.serving_policy(scope, args.lb_source_cidrs, metrics_ports)
-        download_policy = network_policies.download_policy(scope)
+        on_s3 = [s for s in args.slots if s.slot.store == "s3"]
+        if on_s3 and args.store is None:
+            raise ValueError("ModelServiceArgs.store is required: a slot reads from the S3 store")
+        store = args.store if on_s3 else None
+        s3_cidrs = store.cidrs if store else None
+        network_policies.serving_policy(scope, args.lb_source_cidrs, metrics_ports, s3_cidrs)
+        download_policy = network_policies.download_policy(scope, s3_cidrs)
+        writer, grants = (store_access(scope, store, [s.slot.id for s in on_s3], account) if store
+                          else (None, []))
         self.deployments, jobs = {}, {}
         for spec in args.slots:
-            # Slots that run the same commit share its download (one Job per commit).
-            commit = (spec.slot.id, spec.revision)
+            s3 = spec.slot.store == "s3"
+            # Slots that run the same commit from the same store share its download (one Job each).
+            commit = (spec.slot.id, spec.revision, spec.slot.store)
             if commit not in jobs:
-                jobs[commit] = download_job(scope, spec, self.pull(args, tgi.image(args.download_image)),
-                                            account, cache, download_policy, args.hf_token_secret)
+                image = spec.engine.image(spec.slot.image) if s3 else tgi.image(args.download_image)
+                jobs[commit] = download_job(scope, spec, self.pull(args, image), writer if s3 else account,
+                                            cache, download_policy, args.hf_token_secret,
+                                            store=store if s3 else None, depends_on=grants)
             self.deployments[spec.slot.slot] = workload = deployment(
                 scope, spec, args.replicas, account, cache, jobs[commit],
-                self.pull(args, spec.engine.image(spec.slot.image)), surge=args.block_evictions)
+                self.pull(args, spec.engine.image(spec.slot.image)), surge=args.block_evictions,
+                store=store, depends_on=grants)
             if args.replicas.max > args.replicas.min:
                 scaling.autoscaler(scope, spec, args.replicas, workload)
             scaling.disruption_budget(scope, spec, block=args.block_evictions)

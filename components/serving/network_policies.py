@@ -1,9 +1,13 @@
 """What may talk to a model's pods: its serving pods accept the load balancer and Prometheus and
-reach only DNS; its download Jobs reach DNS and HTTPS on public addresses (the Hub and its CDN),
-nothing inside the VPC, the cluster or the node."""
+reach only DNS (and, on the S3 store, S3 and the Pod Identity agent); its download Jobs reach DNS
+and HTTPS on public addresses (the Hub and its CDN; S3's are among them), nothing inside the VPC,
+the cluster or the node but the Pod Identity agent of an S3 store's."""
 
 from __future__ import annotations
 
+from typing import Optional
+
+import pulumi
 import pulumi_kubernetes as k8s
 
 from ..infra.monitoring import NAMESPACE as MONITORING_NAMESPACE
@@ -21,9 +25,25 @@ PROMETHEUS = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name
               "podSelector": {"matchLabels": PROMETHEUS_POD}}
 
 
-def serving_policy(scope: Scope, lb_source_cidrs: list[str],
-                   metrics_ports: list[str]) -> k8s.networking.v1.NetworkPolicy:
-    """`metrics_ports`: the names of the ports Prometheus scrapes on the slots' pods (Engine.metrics_port)."""
+# The EKS Pod Identity agent, on every node: where the AWS SDKs of pods with a Pod Identity
+# association get their credentials (AWS_CONTAINER_CREDENTIALS_FULL_URI,
+# https://docs.aws.amazon.com/eks/latest/userguide/pod-id-how-it-works.html).
+POD_IDENTITY_AGENT = {"to": [{"ipBlock": {"cidr": "169.254.170.23/32"}}], "ports": [{"protocol": "TCP", "port": 80}]}
+
+
+def s3_egress(s3_cidrs: Optional[pulumi.Input[list[str]]]) -> list:
+    """The S3 model store: HTTPS to S3's addresses in the region (its managed prefix list, which
+    the VPC's gateway endpoint routes), and the Pod Identity agent for the credentials."""
+    if s3_cidrs is None:
+        return []
+    return [POD_IDENTITY_AGENT, {"to": pulumi.Output.from_input(s3_cidrs).apply(
+        lambda cidrs: [{"ipBlock": {"cidr": c}} for c in cidrs]), "ports": [{"protocol": "TCP", "port": 443}]}]
+
+
+def serving_policy(scope: Scope, lb_source_cidrs: list[str], metrics_ports: list[str],
+                   s3_cidrs: Optional[pulumi.Input[list[str]]] = None) -> k8s.networking.v1.NetworkPolicy:
+    """`metrics_ports`: the names of the ports Prometheus scrapes on the slots' pods (Engine.metrics_port);
+    `s3_cidrs`: S3's addresses, when a slot reads from the S3 store (ModelStore.cidrs)."""
     # `<model>-serving` and `<model>-download` can clash neither with each other's nor with
     # `default-deny`, whatever the model names.
     return k8s.networking.v1.NetworkPolicy(f"{scope.name}-netpol", metadata=scope.metadata(
@@ -37,11 +57,12 @@ def serving_policy(scope: Scope, lb_source_cidrs: list[str],
                 "ports": [{"protocol": "TCP", "port": "http"}]}] if lb_source_cidrs else []),
             {"from": [PROMETHEUS], "ports": [{"protocol": "TCP", "port": p} for p in metrics_ports]},
         ],
-        "egress": [DNS],  # serving is offline: weights come from the cache volume
+        # Serving is offline: the weights come from the cache volume or the S3 store.
+        "egress": [DNS, *s3_egress(s3_cidrs)],
     }, opts=scope.opts())
 
 
-def download_policy(scope: Scope) -> k8s.networking.v1.NetworkPolicy:
+def download_policy(scope: Scope, s3_cidrs: Optional[pulumi.Input[list[str]]] = None) -> k8s.networking.v1.NetworkPolicy:
     return k8s.networking.v1.NetworkPolicy(f"{scope.name}-download-netpol", metadata=scope.metadata(
         f"{scope.model}-download",
     ), spec={
@@ -50,5 +71,7 @@ def download_policy(scope: Scope) -> k8s.networking.v1.NetworkPolicy:
         "ingress": [],
         # The Hub and its CDN over HTTPS, on public addresses only.
         "egress": [DNS, {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": NOT_THE_INTERNET}}],
-                         "ports": [{"protocol": "TCP", "port": 443}]}],
+                         "ports": [{"protocol": "TCP", "port": 443}]},
+                   # S3 is on public addresses: only the agent to add for an S3 store's Jobs.
+                   *([POD_IDENTITY_AGENT] if s3_cidrs is not None else [])],
     }, opts=scope.opts())

@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 from pulumi_aws import cloudwatch, s3, wafv2
 
+from ..infra.buckets import deny_insecure_transport, private_bucket
 from ..infra.secrets import SECRET_DATA
 
 API_KEY_SECRET = "tgi-api-key"
@@ -69,9 +70,7 @@ def access_logs_bucket_policy(bucket_arn: str, account_id: str) -> str:
             {"Sid": "AllowElbLogDelivery", "Effect": "Allow",
              "Principal": {"Service": ELB_LOG_DELIVERY}, "Action": "s3:PutObject",
              "Resource": f"{bucket_arn}/{ACCESS_LOGS_PREFIX}/AWSLogs/{account_id}/*"},
-            {"Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-             "Resource": [bucket_arn, f"{bucket_arn}/*"],
-             "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+            deny_insecure_transport(bucket_arn),
         ],
     })
 
@@ -201,37 +200,17 @@ class Serving(pulumi.ComponentResource):
     def _access_logs_bucket(self, name: str, args: ServingArgs) -> pulumi.Output[str]:
         """The ALB's access logs: private, owner-enforced (no ACLs), SSE-S3 (the only encryption
         ALB access logs support, enable-access-logging.html above), expired after the retention."""
-        child = pulumi.ResourceOptions(parent=self)
-        bucket = s3.Bucket(f"{name}-alb-logs", tags=args.tags, opts=child)
-        sse_s3 = s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-            sse_algorithm="AES256")
-        s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-alb-logs-sse", bucket=bucket.id,
-            rules=[s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=sse_s3)],
-            opts=child)
-        public = s3.BucketPublicAccessBlock(
-            f"{name}-alb-logs-public-access", bucket=bucket.id, block_public_acls=True,
-            block_public_policy=True, ignore_public_acls=True, restrict_public_buckets=True,
-            opts=child)
-        s3.BucketOwnershipControls(
-            f"{name}-alb-logs-ownership", bucket=bucket.id,
-            rule=s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"),
-            opts=child)
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         abort_uploads = s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
             days_after_initiation=7)
-        s3.BucketLifecycleConfiguration(
-            f"{name}-alb-logs-expiry", bucket=bucket.id,
-            rules=[s3.BucketLifecycleConfigurationRuleArgs(
+        bucket, policy = private_bucket(
+            f"{name}-alb-logs", self, args.tags, lifecycle_name="expiry",
+            lifecycle=s3.BucketLifecycleConfigurationRuleArgs(
                 id="expire-access-logs", status="Enabled",
                 filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=f"{ACCESS_LOGS_PREFIX}/"),
                 expiration=s3.BucketLifecycleConfigurationRuleExpirationArgs(days=args.log_retention_days),
-                abort_incomplete_multipart_upload=abort_uploads)],
-            opts=child)
-        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
-        policy = s3.BucketPolicy(
-            f"{name}-alb-logs-policy", bucket=bucket.id,
-            policy=pulumi.Output.all(bucket.arn, account).apply(lambda a: access_logs_bucket_policy(*a)),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[public]))
+                abort_incomplete_multipart_upload=abort_uploads),
+            policy=lambda arn: pulumi.Output.from_input(account).apply(
+                lambda account_id: access_logs_bucket_policy(arn, account_id)))
         # Whatever uses the name waits for the policy: ELB writes a test file when logs are enabled.
         return pulumi.Output.all(bucket.id, policy.id).apply(lambda a: a[0])

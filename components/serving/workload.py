@@ -3,10 +3,13 @@ node group, sized by its plan, started once its download Job is done."""
 
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 import pulumi
 import pulumi_kubernetes as k8s
 
 from ..config import Replicas
+from ..engines.base import MODEL_URI_ENV, store_prefix
 from ..infra.node_group import GPU_TOLERATION, NODE_GROUP_LABEL
 from .labels import MODEL_LABEL, SLOT_LABEL
 from .scope import Scope
@@ -14,6 +17,7 @@ from ..planning.planner import PRESTOP_SECONDS
 from .security import checkov_skips, hardened, pod_security
 from .shared import API_KEY_KEY, API_KEY_SECRET
 from .slots import SlotSpec
+from .store import StoreAccess
 
 
 SCRATCH_SIZE = "10Gi"  # compile and kernel caches, IPC sockets: on the node's disk
@@ -31,7 +35,8 @@ def slot_selector(scope: Scope, slot: str) -> dict[str, str]:
 
 def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.core.v1.ServiceAccount,
                cache: k8s.core.v1.PersistentVolumeClaim, job: k8s.batch.v1.Job, image: pulumi.Input[str],
-               surge: bool = False) -> k8s.apps.v1.Deployment:
+               surge: bool = False, store: Optional[StoreAccess] = None,
+               depends_on: Sequence[pulumi.Resource] = ()) -> k8s.apps.v1.Deployment:
     """`image`: the engine's image as the nodes pull it (ModelService.pull). `surge`: start a new
     pod before stopping an old one (the model's evictions are blocked, so a rollout must not take
     its only replica down either; the autoscaler adds the node)."""
@@ -42,6 +47,10 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
     # The same Secret for every engine, read into the engine's variable.
     env.append({"name": engine.api_key_env, "valueFrom": {"secretKeyRef": {
         "name": API_KEY_SECRET, "key": API_KEY_KEY}}})
+    if slot.store == "s3":  # the commit in the stack's bucket, read by Pod Identity (store.py)
+        env += [{"name": MODEL_URI_ENV, "value": pulumi.Output.concat(
+                    "s3://", store.bucket, "/", store_prefix(slot.id, spec.revision))},
+                {"name": "AWS_REGION", "value": store.region}, {"name": "AWS_DEFAULT_REGION", "value": store.region}]
     args = engine.args(scope.model, slot, plan, spec.revision)
     # One rollout step: an old pod drains (its GPUs), a new one starts.
     create, step = engine.deployment_timeout_seconds(plan), engine.deployment_update_timeout_seconds(plan)
@@ -109,6 +118,6 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
             ],
         }},
     }, opts=scope.opts(
-        depends_on=[job],
+        depends_on=[job, *depends_on],
         # A rollout replaces the pods one step at a time, up to replicas.max of them.
         custom_timeouts=pulumi.CustomTimeouts(create=f"{create}s", update=f"{step * replicas.max}s")))

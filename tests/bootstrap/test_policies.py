@@ -9,6 +9,7 @@ import pytest
 
 from components.infra.addons import LBC_POLICY, cluster_autoscaler_policy
 from components.infra.image_cache import NODE_PULL_ACTIONS
+from components.serving.store import WRITE, store_policy
 from llmserve_ci import policies
 from llmserve_ci.policies import Account
 
@@ -46,7 +47,7 @@ def deploy_docs() -> list[dict]:
 
 def every_doc() -> list[dict]:
     return [*deploy_docs(),
-            parsed(policies.boundary_policy()),
+            parsed(policies.boundary_policy(PREFIX)),
             parsed(policies.state_policy("arn:aws:s3:::b", "arn:aws:kms:us-east-1:1:key/k", True)),
             *(parsed(policies.trust_policy(PROVIDER, "o/r", env)) for env in policies.ENVIRONMENTS)]
 
@@ -158,7 +159,7 @@ LONGEST_STATE = ("arn:aws:s3:::" + "b" * 63, "arn:aws:kms:us-east-1:123456789012
 
 
 @pytest.mark.parametrize("name, text, limit", [
-    ("boundary", policies.boundary_policy(), MANAGED_POLICY_MAX),
+    ("boundary", policies.boundary_policy(PREFIX), MANAGED_POLICY_MAX),
     ("read", policies.read_policy(ACCOUNT, "x" * 33), MANAGED_POLICY_MAX),
     ("deploy network", policies.deploy_network_policy(ACCOUNT), MANAGED_POLICY_MAX),
     ("deploy services", policies.deploy_services_policy(ACCOUNT, "x" * 33), MANAGED_POLICY_MAX),
@@ -191,8 +192,10 @@ def workload_grants() -> list[tuple[str, dict]]:
     # The nodes' pulls through the ECR pull-through cache (components/infra/image_cache.py).
     image_cache = {"Statement": [{"Effect": "Allow", "Resource": "arn:aws:ecr:us-east-1:1:repository/x/*",
                                   "Action": NODE_PULL_ACTIONS}]}
+    # The S3 model store's writer (its reader does less), on a platform bucket.
+    model_store = json.loads(store_policy("arn:aws:s3:::llmserve-prod-models-x", ["acme/m"], WRITE))
     return [("aws-load-balancer-controller", json.loads(LBC_POLICY.read_text())),
-            ("image cache", image_cache),
+            ("image cache", image_cache), ("model store", model_store),
             ("cloudwatch-observability", container_logs),
             ("cluster-autoscaler", json.loads(cluster_autoscaler_policy("llmserve-dev"))),
             ("cluster secrets key", cluster_kms), ("efs-csi", efs_csi)]
@@ -200,7 +203,7 @@ def workload_grants() -> list[tuple[str, dict]]:
 
 @pytest.mark.parametrize("name, grant", workload_grants(), ids=lambda v: v if isinstance(v, str) else "")
 def test_the_boundary_allows_what_the_workload_roles_are_granted(name, grant):
-    boundary = parsed(policies.boundary_policy())
+    boundary = parsed(policies.boundary_policy(PREFIX))
     for s in statements(grant, "Allow"):
         for action in s["Action"]:
             allowing = with_action(boundary, action, "Allow")
@@ -211,7 +214,7 @@ def test_the_boundary_allows_what_the_workload_roles_are_granted(name, grant):
 
 
 def test_the_boundary_denies_identity_administration_and_its_own_removal():
-    boundary = parsed(policies.boundary_policy())
+    boundary = parsed(policies.boundary_policy(PREFIX))
     for action in ("iam:CreateUser", "iam:CreateAccessKey", "iam:CreateRole", "iam:AttachRolePolicy",
                    "iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:PassRole", "iam:CreatePolicy",
                    "iam:CreatePolicyVersion", "iam:SetDefaultPolicyVersion",
@@ -219,14 +222,17 @@ def test_the_boundary_denies_identity_administration_and_its_own_removal():
         assert with_action(boundary, action, "Deny"), action
         assert all(s["Resource"] == ["*"] for s in with_action(boundary, action, "Deny"))
     # Nor anything else that would reach past the platform's own services.
-    for action in ("sts:AssumeRole", "s3:GetObject", "secretsmanager:GetSecretValue",
+    for action in ("sts:AssumeRole", "secretsmanager:GetSecretValue",
                    "ssm:GetParameter", "ec2:RunInstances", "ec2:CreateVpc", "eks:CreateCluster",
                    "kms:PutKeyPolicy", "organizations:LeaveOrganization"):
         assert not with_action(boundary, action, "Allow"), action
+    # Objects only of the platform's own buckets (the S3 model store).
+    for action in ("s3:GetObject", "s3:PutObject"):
+        assert [s["Resource"] for s in with_action(boundary, action, "Allow")] == [[f"arn:aws:s3:::{PREFIX}*"]]
 
 
 def test_boundary_keys_are_the_platforms_or_used_through_ec2():
-    boundary = parsed(policies.boundary_policy())
+    boundary = parsed(policies.boundary_policy(PREFIX))
     kms = [s for s in statements(boundary, "Allow") if any(a.startswith("kms:") for a in s["Action"])]
     assert {json.dumps(s["Condition"], sort_keys=True) for s in kms} == {
         json.dumps({"Null": {"aws:ResourceTag/llmserve/cluster": "false"}}, sort_keys=True),

@@ -47,7 +47,8 @@ def second_model(**changes):
 
 CASES = [
     # names that would clash: a model named like another model's slot Service
-    (second_model(name="qwen-7b-green"), "models[0].name: the Service of qwen-7b's green slot is named qwen-7b-green"),
+    (second_model(name="qwen-7b-green"), "models[0].name: the Service of its green slot is named qwen-7b-green"),
+    (second_model(name="qwen-7b-writer"), "models[0].name: the ServiceAccount of its S3 download Jobs is named qwen-7b-writer"),
     # types
     (group(minSize="two"), "gpuNodeGroups[0].minSize: 'two' is not allowed: input should be a valid integer"),
     (cluster(kubernetesVersion=1.35), "cluster.kubernetesVersion: write the version as a string in quotes"),

@@ -120,8 +120,9 @@ def test_pod_identity_roles_trust_only_their_cluster_namespace_and_service_accou
         condition = statement["Condition"]["StringEquals"]
         assert condition["aws:RequestTag/eks-cluster-arn"] == \
             f"arn:aws:eks:us-east-1:{mockrun.ACCOUNT}:cluster/llmserve-prod"  # account, region, name
-        # The container logs' agent lives in the add-on's own namespace.
-        assert condition["aws:RequestTag/kubernetes-namespace"] in ("kube-system", "amazon-cloudwatch")
+        # The container logs' agent lives in the add-on's own namespace, the S3 model store's
+        # readers and writers in the models' (serving/store.py).
+        assert condition["aws:RequestTag/kubernetes-namespace"] in ("kube-system", "amazon-cloudwatch", "llm")
         assert condition["aws:RequestTag/kubernetes-service-account"]
 
 

@@ -133,7 +133,7 @@ def test_a_model_named_like_another_models_slot_service_is_refused(dev_settings)
     base = dev_settings["models"][0]
     dev_settings["models"] = [{**base, "name": n, "replicas": {"min": 1, "max": 1}} for n in ("a-blue", "a")]
     dev_settings["gpuNodeGroups"][0]["maxSize"] = 2
-    with pytest.raises(ConfigError, match=r"models\[1\]\.name: the Service of a's blue slot is named a-blue"):
+    with pytest.raises(ConfigError, match=r"models\[1\]\.name: the Service of its blue slot is named a-blue"):
         run_settings(dev_settings)
 
 

@@ -122,7 +122,7 @@ def test_without_a_bucket_no_access_logs():
 
 
 def test_prod_alb_logs_to_its_access_log_bucket(prod_run):
-    [bucket] = prod_run.of_type("aws:s3/bucket:Bucket")
+    bucket = prod_run.one("aws:s3/bucket:Bucket", "llmserve-prod-serving-alb-logs")
     for ing in prod_run.of_type(INGRESS):
         attrs = attributes(mockrun.reveal(ing.inputs))
         assert attrs["access_logs.s3.enabled"] == "true" and attrs["access_logs.s3.bucket"] == bucket.id

@@ -13,7 +13,7 @@ from components.config.ingress import IDLE_TIMEOUT_MAX_SECONDS
 from components.engines import vllm
 from components.offline import mockrun
 
-from ..conftest import ROOT, run_settings, stack_settings
+from ..conftest import ROOT, run_prod, run_settings, stack_settings
 from ..infra.test_image_cache import REGISTRY
 from .helpers import DEPLOYMENT, JOB, LOCK, container, env, manifest
 
@@ -36,13 +36,21 @@ def _args(c: dict) -> dict[str, list[str]]:
 
 
 @pytest.fixture(scope="module")
-def deployment(prod_run) -> dict:
-    return manifest(prod_run, DEPLOYMENT, f"{MODEL}-blue")
+def efs_run() -> mockrun.Run:
+    """Prod with qwen-7b read from the EFS cache (prod streams it from S3: test_model_store.py)."""
+    settings = stack_settings("prod")
+    next(m for m in settings["models"] if m["name"] == MODEL).pop("store")
+    return run_prod(settings)
 
 
 @pytest.fixture(scope="module")
-def plan(prod_run) -> dict:
-    return mockrun.reveal(prod_run.outputs)["modelPlans"][MODEL]["blue"]
+def deployment(efs_run) -> dict:
+    return manifest(efs_run, DEPLOYMENT, f"{MODEL}-blue")
+
+
+@pytest.fixture(scope="module")
+def plan(efs_run) -> dict:
+    return mockrun.reveal(efs_run.outputs)["modelPlans"][MODEL]["blue"]
 
 
 def test_the_image_is_vllms_pinned_release(deployment):
@@ -79,13 +87,13 @@ def test_serve_arguments_are_real_and_come_from_the_plan(deployment, plan):
     assert spec["terminationGracePeriodSeconds"] > preStop + drain
 
 
-def test_environment_offline_from_the_shared_cache(prod_run, deployment):
+def test_environment_offline_from_the_shared_cache(efs_run, deployment):
     c = container(deployment)
     e = env(c)
     assert e["HF_HUB_OFFLINE"] in VLLM["env"]["HF_HUB_OFFLINE"]["true_values"]
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     # The hub cache the download Job wrote, under the same volume.
-    [job] = [j for j in prod_run.of_type(JOB) if j.inputs["metadata"]["name"].startswith(f"{MODEL}-download-")]
+    [job] = [j for j in efs_run.of_type(JOB) if j.inputs["metadata"]["name"].startswith(f"{MODEL}-download-")]
     [download] = mockrun.reveal(job.inputs)["spec"]["template"]["spec"]["containers"]
     job_env = env(download)
     assert e["HF_HUB_CACHE"] == job_env["HUGGINGFACE_HUB_CACHE"] == f"{mounts['cache']}/hub"
