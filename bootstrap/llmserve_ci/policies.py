@@ -120,6 +120,8 @@ def _read_statements(account: Account, prefix: str) -> list[dict]:
     return [
         allow("ReadPlatformServices", [
             "ec2:Describe*", "eks:Describe*", "eks:List*", "elasticfilesystem:Describe*",
+            # S3's managed prefix list, which the S3 model store's NetworkPolicies read.
+            "ec2:GetManagedPrefixListEntries",
             "elasticfilesystem:ListTagsForResource", "elasticloadbalancing:Describe*",
             "autoscaling:Describe*", "logs:DescribeLogGroups", "logs:ListTagsForResource",
             "logs:ListTagsLogGroup", "logs:GetDataProtectionPolicy", "kms:DescribeKey",

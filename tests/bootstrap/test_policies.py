@@ -77,6 +77,12 @@ def test_the_read_policy_reads_only():
     assert writes == set()
     [iam] = [s for s in statements(doc) if any(a.startswith("iam:") for a in s["Action"])]
     assert iam["Resource"] == [PLATFORM_ROLES]
+    # What the program's data sources call, in previews too: the AZs, subnets of an adopted VPC,
+    # the caller, S3's managed prefix list (ec2.get_managed_prefix_list: DescribeManagedPrefixLists,
+    # GetManagedPrefixListEntries).
+    for action in ("ec2:DescribeAvailabilityZones", "ec2:DescribeSubnets", "ec2:DescribeManagedPrefixLists",
+                   "ec2:GetManagedPrefixListEntries", "ssm:GetParameter"):
+        assert with_action(doc, action, "Allow"), action
 
 
 def test_state_access_only_when_configured():
