@@ -37,9 +37,10 @@ SERVICE_LINKED_ROLE_SERVICES = (
     "eks.amazonaws.com", "eks-nodegroup.amazonaws.com", "elasticloadbalancing.amazonaws.com",
     "autoscaling.amazonaws.com", "spot.amazonaws.com", "elasticfilesystem.amazonaws.com",
     "backup.amazonaws.com",
-    # ECR makes AWSServiceRoleForECRPullThroughCache with the first pull-through cache rule
-    # (docs.aws.amazon.com/AmazonECR/latest/userguide/slr-pullthroughcache.html).
-    "pullthroughcache.ecr.amazonaws.com")
+    # ECR makes AWSServiceRoleForECRPullThroughCache with the first pull-through cache rule and
+    # AWSServiceRoleForECRTemplate with the first repository creation template
+    # (docs.aws.amazon.com/AmazonECR/latest/userguide/slr-pullthroughcache.html, slr-rct.html).
+    "pullthroughcache.ecr.amazonaws.com", "ecr.amazonaws.com")
 # The managed policies made here, named <ciRolePrefix><suffix>: the boundary, and the CI roles'
 # policies that are too large to be inline (IAM allows 10,240 characters of inline policy per role,
 # 6,144 per managed policy).
@@ -279,7 +280,10 @@ def deploy_services_policy(account: Account, prefix: str) -> str:
             "ecr:DeletePullThroughCacheRule", "ecr:ValidatePullThroughCacheRule",
             "ecr:CreateRepositoryCreationTemplate", "ecr:UpdateRepositoryCreationTemplate",
             "ecr:DeleteRepositoryCreationTemplate"]),
-        allow("ImageCacheRepositories", ["ecr:CreateRepository"], account.arn("ecr", f"repository/{prefix}*")),
+        # A template with a lifecycle policy also takes ecr:PutLifecyclePolicy
+        # (repository-creation-templates-create.html).
+        allow("ImageCacheRepositories", ["ecr:CreateRepository", "ecr:PutLifecyclePolicy"],
+              account.arn("ecr", f"repository/{prefix}*")),
         allow("ImageCacheSignIns", [
             "secretsmanager:CreateSecret", "secretsmanager:DeleteSecret", "secretsmanager:DescribeSecret",
             "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret",

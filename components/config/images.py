@@ -1,7 +1,7 @@
 """`images`: where the nodes pull the engines' images from. With `pullThroughCache` on, an ECR
 pull-through cache in the stack's region serves them (docs/images.md): the first pull of an image
-fetches it from its upstream registry once, every later pull is in-region, through the VPC's ECR
-endpoints, instead of through the NAT gateways from ghcr.io or Docker Hub.
+fetches it from its upstream registry once, every later pull is in-region (its layers through the
+VPC's S3 gateway endpoint) instead of through the NAT gateways from ghcr.io or Docker Hub.
 
 The upstream registries ECR caches and which need a credential (a Secrets Manager secret named
 `ecr-pullthroughcache/...`): https://docs.aws.amazon.com/AmazonECR/latest/userguide/pull-through-cache.html

@@ -121,11 +121,12 @@ def download_seconds(weights_bytes: int) -> int:
     return math.ceil(weights_bytes / (HUB_DOWNLOAD_MIBPS * MIB))
 
 
-def job_timeout_seconds(weights_bytes: int) -> int:
-    """How long `pulumi up` waits for the download Job: the image pull (the slowest the planner
-    knows: from upstream, without SOCI, as the system nodes pull) plus the download, both doubled
-    for a slow registry or Hub, but not forever on a broken one."""
-    return 2 * (image_pull_seconds(IMAGE_BYTES, False, False) + download_seconds(weights_bytes))
+def job_timeout_seconds(weights_bytes: int, image_bytes: int = IMAGE_BYTES, transfers: int = 1) -> int:
+    """How long `pulumi up` waits for a download Job: its image's pull (the slowest the planner
+    knows: from upstream, without SOCI, as the system nodes pull) plus the weights' transfers (1:
+    into EFS; 2: through a scratch disk into S3, at the same conservative rate), both doubled for
+    a slow registry or Hub, but not forever on a broken one."""
+    return 2 * (image_pull_seconds(image_bytes, False, False) + transfers * download_seconds(weights_bytes))
 
 
 def cache_request_gib(weights_bytes: int) -> int:

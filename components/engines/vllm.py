@@ -192,12 +192,19 @@ def shm_size_gib(num_shard: int) -> int:
 # fastest in NVIDIA's S3 benchmark (4.88 s for 15 GB; 16: 8.45 s, 64: 5.01 s; runai-model-streamer
 # docs/src/benchmarks.md) and what data-on-eks measured 860 MiB/s with (docs/cold-start.md).
 STREAMER_CONCURRENCY = 32
+# The streamer's CPU buffer is min(this, the checkpoint): its default of 40 GB would hold a 7B
+# model's whole 15 GB in the pod's memory at once (runai_model_streamer
+# file_streamer/requests_iterator.py in 0.15.7). 5 GiB, vLLM's documented example
+# (docs/models/extensions/runai_model_streamer.md), more than the largest tensor of the
+# catalog's models (a 152k x 8192 bf16 embedding: 2.5 GB).
+STREAMER_MEMORY_LIMIT = 5 * 1024**3
 
 
 def serve_args(model: str, slot: Slot, plan: Plan, revision: str) -> list[str]:
     """`vllm serve` arguments of one slot, from its plan."""
     source = ([f"$({MODEL_URI_ENV})", "--load-format", "runai_streamer", "--model-loader-extra-config",
-               json.dumps({"concurrency": STREAMER_CONCURRENCY})] if slot.store == "s3"
+               json.dumps({"concurrency": STREAMER_CONCURRENCY, "memory_limit": STREAMER_MEMORY_LIMIT})]
+              if slot.store == "s3"
               else [slot.id, "--revision", revision])
     args = [*source, "--served-model-name", model, slot.id,
             "--port", str(HTTP_PORT),

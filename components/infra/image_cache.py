@@ -78,21 +78,26 @@ class ImageCache(pulumi.ComponentResource):
                         "accessToken": args.tokens[upstream.host]})),
                     opts=child)
                 credential = pulumi.Output.all(secret.arn, version.id).apply(lambda v: v[0])
-            ecr.RepositoryCreationTemplate(
+            template = ecr.RepositoryCreationTemplate(
                 f"{name}-{upstream.prefix}", prefix=prefix, applied_fors=["PULL_THROUGH_CACHE"],
                 description=f"Repositories of the {upstream.label} pull-through cache",
                 encryption_configurations=[ecr.RepositoryCreationTemplateEncryptionConfigurationArgs(
                     encryption_type="AES256")],
                 image_tag_mutability="MUTABLE",  # the cache follows the upstream's tags
+                # Tagged images only: a multi-platform image's per-platform manifests are untagged
+                # images of their own, which a count over all images would expire under it.
                 lifecycle_policy=json.dumps({"rules": [{
-                    "rulePriority": 1, "description": f"keep the newest {KEEP_IMAGES} images",
-                    "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
-                                  "countNumber": KEEP_IMAGES},
+                    "rulePriority": 1, "description": f"keep the newest {KEEP_IMAGES} tagged images",
+                    "selection": {"tagStatus": "tagged", "tagPatternList": ["*"],
+                                  "countType": "imageCountMoreThan", "countNumber": KEEP_IMAGES},
                     "action": {"type": "expire"}}]}),
                 opts=child)
+            # The template applies to repositories created after it: the rule, and so the first
+            # pull, comes after it.
             rules.append(ecr.PullThroughCacheRule(
                 f"{name}-{upstream.prefix}", ecr_repository_prefix=prefix,
-                upstream_registry_url=upstream.url, credential_arn=credential, opts=child))
+                upstream_registry_url=upstream.url, credential_arn=credential,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[template])))
         account = rules[0].registry_id
         repositories = [pulumi.Output.concat("arn:aws:ecr:", args.region, ":", account, ":repository/",
                                              rule.ecr_repository_prefix, "/*") for rule in rules]

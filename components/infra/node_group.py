@@ -11,6 +11,7 @@ import pulumi
 from pulumi_aws import autoscaling, ec2, eks
 
 from ..config.node_groups import CapacityReservationConfig
+from ..planning.planner import FAST_PULL_DISK_MIBPS
 
 # The label our workloads select node groups by. EKS's own `eks.amazonaws.com/nodegroup` label
 # carries the auto-generated AWS name (with a random suffix), which a config cannot know.
@@ -25,7 +26,7 @@ ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
 # The image volume of a fastImagePull group: gp3 at 600 MiB/s, nodeadm's recommended minimum for
 # SOCI parallel pull (awslabs/amazon-eks-ami nodeadm/doc/examples.md, "Enabling fast image pull"),
 # and gp3's included 3000 IOPS (docs/capacity.md: what the throughput costs).
-SOCI_THROUGHPUT_MIBPS, SOCI_IOPS = 600, 3000
+SOCI_THROUGHPUT_MIBPS, SOCI_IOPS = FAST_PULL_DISK_MIBPS, 3000
 # User data EKS merges with its own for a managed node group: a MIME multi-part document on
 # AL2023, TOML on Bottlerocket (https://docs.aws.amazon.com/eks/latest/userguide/
 # launch-templates.html#launch-template-user-data). AL2023: nodeadm's FastImagePull feature gate
@@ -47,7 +48,22 @@ spec:
 
 --//--
 """,
-    "BOTTLEROCKET": '[settings.container-runtime]\nsnapshotter = "soci"\n',
+    # Bottlerocket's parallel-pull defaults are 3 downloads and 1 unpack per image, whole-layer
+    # chunks, layers kept (bottlerocket-project-website data/settings/1.44.x/
+    # container-runtime-plugins.toml): set to what AL2023's nodeadm uses, as the measured
+    # Bottlerocket run did (aws-samples/karpenter-blueprints blueprints/soci-snapshotter/README.md).
+    "BOTTLEROCKET": """[settings.container-runtime]
+snapshotter = "soci"
+
+[settings.container-runtime-plugins.soci-snapshotter]
+pull-mode = "parallel-pull-unpack"
+
+[settings.container-runtime-plugins.soci-snapshotter.parallel-pull-unpack]
+max-concurrent-downloads-per-image = 20
+concurrent-download-chunk-size = "16mb"
+max-concurrent-unpacks-per-image = 12
+discard-unpacked-layers = true
+""",
 }
 
 

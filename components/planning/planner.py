@@ -285,8 +285,17 @@ def activation_bytes(entry: LockEntry, num_shard: int, tokens: int, sequences: i
     return int(tokens * per_token + sequences * shape.vocab_size * memory.sampler_bytes)
 
 
+# The node's disk bounds the pull too: the rates above were measured writing to gp3 at 1,000
+# MiB/s, and a pull writes the image unpacked, about 3 times its compressed size (vLLM's: 28.6 GB
+# unpacked, vllm-project/vllm#22377, against 8.6-9.4 GB compressed). GPU groups get gp3's
+# baseline 125 MiB/s, or 600 MiB/s with fastImagePull (infra/node_group.py).
+GP3_BASELINE_MIBPS, FAST_PULL_DISK_MIBPS = 125, 600
+UNPACKED_PER_COMPRESSED = 3
+
+
 def image_pull_seconds(image_bytes: int, pull_through_cache: bool, fast_image_pull: bool) -> int:
-    return math.ceil(image_bytes / PULL_BYTES_PER_SECOND[pull_through_cache, fast_image_pull])
+    disk = (FAST_PULL_DISK_MIBPS if fast_image_pull else GP3_BASELINE_MIBPS) * MIB / UNPACKED_PER_COMPRESSED
+    return math.ceil(image_bytes / min(PULL_BYTES_PER_SECOND[pull_through_cache, fast_image_pull], disk))
 
 
 def load_mibps(req: Request, startup: Startup) -> int:

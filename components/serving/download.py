@@ -57,7 +57,8 @@ def download_job(scope: Scope, spec: SlotSpec, image: pulumi.Input[str], account
     if spec.gated:
         env.append({"name": HF_TOKEN_KEY, "valueFrom": {"secretKeyRef": {
             "name": hf_token_secret, "key": HF_TOKEN_KEY}}})
-    timeout = tgi.job_timeout_seconds(spec.stored_bytes)
+    timeout = (tgi.job_timeout_seconds(spec.stored_bytes) if store is None else
+               tgi.job_timeout_seconds(spec.stored_bytes, spec.engine.memory.startup.image_bytes, transfers=2))
     job_name = download_job_name(scope.model, slot.id, spec.revision, slot.store)
     # Named for the commit it downloads, not for a slot: removing the slot that created it
     # must not rename it (the Kubernetes name would clash while both exist).

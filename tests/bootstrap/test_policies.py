@@ -106,7 +106,7 @@ def test_deploy_iam_only_on_platform_roles_and_only_under_the_boundary():
             assert s["Condition"] == {"StringEquals": {"iam:AWSServiceName": [
                 "eks.amazonaws.com", "eks-nodegroup.amazonaws.com", "elasticloadbalancing.amazonaws.com",
                 "autoscaling.amazonaws.com", "spot.amazonaws.com", "elasticfilesystem.amazonaws.com",
-                "backup.amazonaws.com", "pullthroughcache.ecr.amazonaws.com"]}}
+                "backup.amazonaws.com", "pullthroughcache.ecr.amazonaws.com", "ecr.amazonaws.com"]}}
         else:
             assert s["Resource"] == [PLATFORM_ROLES], s["Sid"]
     bounded = {"iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy", "iam:PutRolePolicy"}

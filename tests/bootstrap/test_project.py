@@ -106,7 +106,8 @@ CREATES = {
                                                           "ecr:DeletePullThroughCacheRule",
                                                           "iam:CreateServiceLinkedRole"],
     "aws:ecr/repositoryCreationTemplate:RepositoryCreationTemplate": [
-        "ecr:CreateRepositoryCreationTemplate", "ecr:DeleteRepositoryCreationTemplate", "ecr:CreateRepository"],
+        "ecr:CreateRepositoryCreationTemplate", "ecr:DeleteRepositoryCreationTemplate", "ecr:CreateRepository",
+        "ecr:PutLifecyclePolicy", "iam:CreateServiceLinkedRole"],
     "aws:secretsmanager/secret:Secret": ["secretsmanager:CreateSecret", "secretsmanager:DeleteSecret"],
     "aws:secretsmanager/secretVersion:SecretVersion": ["secretsmanager:PutSecretValue",
                                                        "secretsmanager:GetSecretValue"],

@@ -123,7 +123,14 @@ def test_fast_image_pull_on_al2023(dev_settings):
 
 def test_fast_image_pull_on_bottlerocket(dev_settings):
     _, lt = _group(_run(dev_settings, amiType="BOTTLEROCKET_x86_64_NVIDIA", fastImagePull=True))
-    assert tomllib.loads(_user_data(lt)) == {"settings": {"container-runtime": {"snapshotter": "soci"}}}
+    settings = tomllib.loads(_user_data(lt))["settings"]
+    assert settings["container-runtime"] == {"snapshotter": "soci"}
+    # Bottlerocket's own defaults (3 downloads, 1 unpack per image) barely parallelise: AL2023's.
+    soci = settings["container-runtime-plugins"]["soci-snapshotter"]
+    assert soci["pull-mode"] == "parallel-pull-unpack"
+    assert soci["parallel-pull-unpack"] == {"max-concurrent-downloads-per-image": 20,
+                                            "concurrent-download-chunk-size": "16mb",
+                                            "max-concurrent-unpacks-per-image": 12, "discard-unpacked-layers": True}
     [disk] = lt["blockDeviceMappings"]
     assert disk["deviceName"] == "/dev/xvdb" and disk["ebs"]["throughput"] == 600
 

@@ -39,6 +39,8 @@ def test_the_cached_repositories_are_encrypted_and_pruned(prod_run):
         assert template["encryptionConfigurations"] == [{"encryptionType": "AES256"}]
         [rule] = json.loads(template["lifecyclePolicy"])["rules"]
         assert rule["selection"]["countType"] == "imageCountMoreThan" and rule["action"] == {"type": "expire"}
+        # Never the untagged per-platform manifests of a multi-platform image it keeps.
+        assert rule["selection"]["tagStatus"] == "tagged" and rule["selection"]["tagPatternList"] == ["*"]
 
 
 def test_the_nodes_may_fill_the_cache_and_nothing_else(prod_run):

@@ -52,10 +52,14 @@ def test_the_job_writes_where_the_pods_read(prod_run, job):
     # vLLM streams it: the URI first (Kubernetes expands it), the Run:ai loader, no Hub revision.
     args = deployment["args"]
     assert args[:5] == ["$(MODEL_URI)", "--load-format", "runai_streamer", "--model-loader-extra-config",
-                        json.dumps({"concurrency": vllm.STREAMER_CONCURRENCY})]
+                        json.dumps({"concurrency": vllm.STREAMER_CONCURRENCY,
+                                    "memory_limit": vllm.STREAMER_MEMORY_LIMIT})]
     assert "--revision" not in args and args[args.index("--served-model-name") + 1] == "qwen-7b"
     assert {a for a in args if a.startswith("--")} <= set(VLLM["flags"])
     assert set(json.loads(args[4])) <= set(VLLM["runai_streamer"]["extra_config_keys"])
+    # The streamer's buffer, not the whole checkpoint, in the pod's memory.
+    limit = int(container(manifest(prod_run, DEPLOYMENT, "qwen-7b-blue"))["resources"]["limits"]["memory"][:-2])
+    assert vllm.STREAMER_MEMORY_LIMIT < limit * 1024**3 / 2
     assert read["MODEL_URI"].startswith(tuple(VLLM["runai_streamer"]["schemes"]))
     assert read["AWS_REGION"] == written["AWS_REGION"] == "us-east-1"
 
