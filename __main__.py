@@ -9,16 +9,18 @@ from components.engines.registry import ENGINES, MEMORY_MODELS
 from components.engines.vocabulary import VOCABULARY
 from components.infra.addons import Addons, AddonsArgs
 from components.infra.cluster import Cluster, ClusterArgs
+from components.infra.gateway_controllers import GatewayControllers, GatewayControllersArgs
 from components.infra.image_cache import ImageCache, ImageCacheArgs
 from components.infra.model_cache import ModelCache, ModelCacheArgs
 from components.infra.model_store import ModelStore, ModelStoreArgs
 from components.infra.monitoring import SELECTED, Monitoring, MonitoringArgs
 from components.infra.network import Network, NetworkArgs
+from components.infra.quota_store import QuotaStore, QuotaStoreArgs
 from components.infra.node_group import NodeGroup, NodeGroupArgs, reservation_subnets
 from components.planning.catalog import CATALOG
 from components.planning.lock import LOCK_FILE
 from components.planning.plans import load_plans, read_lock
-from components.serving import alerts, dashboards
+from components.serving import alerts, dashboards, gateway
 from components.serving.model_service import ModelService, ModelServiceArgs
 from components.serving.shared import Serving, ServingArgs
 from components.serving.slots import download_image, slot_specs
@@ -33,7 +35,7 @@ for warning in warnings:
     pulumi.log.warn(warning)
 cfg = stack.settings
 name = stack.cluster_name
-NAMESPACE = "llm"  # one namespace for every model (components/serving/shared.py)
+NAMESPACE = gateway.NAMESPACE  # one namespace for every model (components/serving/shared.py)
 tags = {"llmserve/cluster": name}
 
 network = Network(name, NetworkArgs(cluster_name=name, region=stack.region, vpc=cfg.cluster.vpc))
@@ -141,6 +143,7 @@ serving = Serving(f"{name}-serving", ServingArgs(
     hf_token=stack.hf_token,
     rate_limit_per_5min=ingress.rate_limit_per_5min if ingress else None,
     access_logs=ingress is not None,
+    client_key=cfg.gateway is None,  # behind the gateway each team has its own key
     log_retention_days=cfg.cluster.log_retention_days,
     tags=tags,
 ), opts=k8s)
@@ -171,6 +174,28 @@ for model in cfg.models:
         cost_tags=stack.cost_tags,
         image_registry=image_cache.registry if image_cache else None,
         store=store,
+        gateway_pods=(gateway.PROXY_NAMESPACE, gateway.PROXY_PODS) if cfg.gateway else None,
+    ), opts=k8s)
+
+# One OpenAI endpoint for every model, a key per team (docs/gateway.md).
+model_gateway = None
+if cfg.gateway is not None:
+    internal = cfg.gateway.scheme == "internal"
+    # The teams' token counts, in stacks that set a quota.
+    quota_store = QuotaStore(f"{name}-quotas", QuotaStoreArgs(
+        cluster_name=name, vpc_id=network.vpc_id, subnet_ids=network.private_subnet_ids,
+        node_security_group_id=cluster.node_security_group_id, tags=tags)) if cfg.gateway.quotas else None
+    controllers = GatewayControllers(f"{name}-gateway-controllers", GatewayControllersArgs(
+        nodes=[cluster.system_nodes], rate_limit_redis_url=quota_store.url if quota_store else None), opts=k8s)
+    model_gateway = gateway.ModelGateway(f"{name}-gateway", gateway.ModelGatewayArgs(
+        config=cfg.gateway, namespace=serving.namespace,
+        models=[gateway.GatewayModel(m.name, max(p.generation_seconds for p in plans[m.name].values()))
+                for m in cfg.models],
+        team_keys=stack.team_keys,
+        source_cidrs=[cfg.cluster.vpc.cidr] if cfg.cluster.vpc.id is None else [],
+        subnet_ids=network.load_balancer_subnet_ids if internal else network.public_subnet_ids,
+        cost_tags=stack.cost_tags,
+        controllers=controllers.ready,
     ), opts=k8s)
 
 pulumi.export("clusterName", cluster.cluster.name)
@@ -183,8 +208,12 @@ pulumi.export("modelPlans", {model_name: {slot: {
     "hourlyUsdPerReplica": p.hourly_usd,
 } for slot, p in slots.items()} for model_name, slots in plans.items()})
 pulumi.export("apiKey", serving.api_key)
+# Every team's key, a secret: `pulumi stack output teamKeys --show-secrets` hands them out.
+pulumi.export("teamKeys", model_gateway.team_keys if model_gateway else None)
 pulumi.export("imageRegistry", image_cache.registry if image_cache else None)
 pulumi.export("modelBucket", store.bucket if store else None)
 pulumi.export("grafanaAdminPassword", monitoring.grafana_admin_password)
 pulumi.export("endpoints", {m.name: f"https://{m.name}.{ingress.domain}" for m in cfg.models}
               if ingress else {})
+pulumi.export("gatewayUrl", (f"{'https' if cfg.gateway.certificate_arn else 'http'}://{cfg.gateway.hostname}/v1"
+                             if cfg.gateway else None))

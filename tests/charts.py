@@ -16,6 +16,9 @@ CRDS = DATA / "crds"
 # Maps a chart documents as free-form ("additional arguments"), whose keys are the user's.
 FREE_FORM = {
     ("cluster-autoscaler", "extraArgs"),  # "Additional container arguments" (chart README)
+    # Envoy Gateway's own configuration file (EnvoyGateway, api/v1alpha1/envoygateway_types.go),
+    # which the chart's values.yaml only samples (tests/infra/test_gateway_controllers.py checks it).
+    ("gateway-helm", "config.envoyGateway"),
 }
 
 

@@ -68,6 +68,9 @@ class CiAccess(pulumi.ComponentResource):
         services = managed(policies.DEPLOY_SERVICES_POLICY,
                            "Deploy the llmserve platform: EKS, EFS, KMS, logs, WAF, S3, Backup",
                            policies.deploy_services_policy(args.account, args.role_prefix))
+        stores = managed(policies.DEPLOY_STORES_POLICY,
+                         "Deploy the llmserve platform: the ECR pull-through cache, the quota store",
+                         policies.deploy_stores_policy(args.account, args.role_prefix))
 
         state = {}
         for write in (False, True):
@@ -82,7 +85,8 @@ class CiAccess(pulumi.ComponentResource):
             attached = {policies.READ_POLICY: read.arn}
             if deploy:
                 attached.update({policies.DEPLOY_NETWORK_POLICY: network.arn,
-                                 policies.DEPLOY_SERVICES_POLICY: services.arn})
+                                 policies.DEPLOY_SERVICES_POLICY: services.arn,
+                                 policies.DEPLOY_STORES_POLICY: stores.arn})
                 inline = {"platform-iam": self.boundary_arn.apply(lambda arn: policies.deploy_iam_policy(
                     args.account, args.role_prefix, arn, args.ci_role_prefix)), **state[True]}
                 description = f"pulumi up of the llmserve platform from GitHub environment {environment}"

@@ -40,7 +40,9 @@ SERVICE_LINKED_ROLE_SERVICES = (
     # ECR makes AWSServiceRoleForECRPullThroughCache with the first pull-through cache rule and
     # AWSServiceRoleForECRTemplate with the first repository creation template
     # (docs.aws.amazon.com/AmazonECR/latest/userguide/slr-pullthroughcache.html, slr-rct.html).
-    "pullthroughcache.ecr.amazonaws.com", "ecr.amazonaws.com")
+    "pullthroughcache.ecr.amazonaws.com", "ecr.amazonaws.com",
+    # ElastiCache's AWSServiceRoleForElastiCache, with the first cache (the gateway's quota store).
+    "elasticache.amazonaws.com")
 # The managed policies made here, named <ciRolePrefix><suffix>: the boundary, and the CI roles'
 # policies that are too large to be inline (IAM allows 10,240 characters of inline policy per role,
 # 6,144 per managed policy).
@@ -48,6 +50,7 @@ BOUNDARY_POLICY = "workload-boundary"
 READ_POLICY = "platform-read"
 DEPLOY_NETWORK_POLICY = "platform-deploy-network"
 DEPLOY_SERVICES_POLICY = "platform-deploy-services"
+DEPLOY_STORES_POLICY = "platform-deploy-stores"
 # What the platform's CI roles' session lengths must allow: pulumi-up.yml asks for 3 hours
 # (role-duration-seconds: 10800), previews and drift checks run within one.
 DEPLOY_SESSION_SECONDS = 10800
@@ -129,7 +132,8 @@ def _read_statements(account: Account, prefix: str) -> list[dict]:
             "kms:GetKeyPolicy", "kms:GetKeyRotationStatus",
             "kms:ListAliases", "kms:ListKeys", "kms:ListResourceTags", "wafv2:GetWebACL",
             "wafv2:GetLoggingConfiguration", "wafv2:ListWebACLs", "wafv2:ListTagsForResource",
-            "wafv2:DescribeManagedRuleGroup", "ecr:DescribePullThroughCacheRules",
+            "wafv2:DescribeManagedRuleGroup", "elasticache:Describe*", "elasticache:ListTagsForResource",
+            "ecr:DescribePullThroughCacheRules",
             "ecr:DescribeRepositoryCreationTemplates", "backup:DescribeBackupVault",
             "backup:GetBackupPlan", "backup:GetBackupSelection", "backup:ListBackupPlans",
             "backup:ListBackupSelections", "backup:ListBackupVaults", "backup:ListTags"]),
@@ -271,6 +275,17 @@ def deploy_services_policy(account: Account, prefix: str) -> str:
             "s3:DeleteBucketPolicy", "s3:PutBucketPublicAccessBlock", "s3:PutBucketOwnershipControls",
             "s3:PutEncryptionConfiguration", "s3:PutLifecycleConfiguration"],
             platform_buckets(account, prefix)),
+        # The Cluster Autoscaler's node-template tags, on the groups EKS made for this cluster.
+        allow("NodeGroupTemplateTags", ["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"],
+              "*", {"StringLike": {"aws:ResourceTag/eks:cluster-name": f"{prefix}*"}}),
+    )
+
+
+def deploy_stores_policy(account: Account, prefix: str) -> str:
+    """What `pulumi up` (and `destroy`) of the platform does for its caches and stores: the ECR
+    pull-through cache (rules, templates, repositories, sign-in secrets) and the gateway's token
+    quota store (ElastiCache). A policy of its own: the services policy is at IAM's size limit."""
+    return document(
         # The ECR pull-through cache (components/infra/image_cache.py): its rules and repository
         # creation templates are per registry, not resources of their own; the repositories and
         # the sign-in secrets carry the platform's prefix (pull-through-cache-iam.html; creating a
@@ -289,9 +304,18 @@ def deploy_services_policy(account: Account, prefix: str) -> str:
             "secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret",
             "secretsmanager:TagResource", "secretsmanager:UntagResource", "secretsmanager:GetResourcePolicy"],
             account.arn("secretsmanager", f"secret:ecr-pullthroughcache/{prefix}*")),
-        # The Cluster Autoscaler's node-template tags, on the groups EKS made for this cluster.
-        allow("NodeGroupTemplateTags", ["autoscaling:CreateOrUpdateTags", "autoscaling:DeleteTags"],
-              "*", {"StringLike": {"aws:ResourceTag/eks:cluster-name": f"{prefix}*"}}),
+        # The gateway's token quota store (components/infra/quota_store.py): the replication
+        # group and its member clusters (<group>-001, -002), its subnet group, the engine's
+        # default parameter group it uses.
+        allow("QuotaStore", [
+            "elasticache:CreateReplicationGroup", "elasticache:ModifyReplicationGroup",
+            "elasticache:DeleteReplicationGroup", "elasticache:CreateCacheCluster",
+            "elasticache:CreateCacheSubnetGroup", "elasticache:ModifyCacheSubnetGroup",
+            "elasticache:DeleteCacheSubnetGroup", "elasticache:AddTagsToResource",
+            "elasticache:RemoveTagsFromResource", "elasticache:ListTagsForResource"],
+            [account.arn("elasticache", f"{kind}:{name}") for kind, name in (
+                ("replicationgroup", f"{prefix}*"), ("cluster", f"{prefix}*"), ("subnetgroup", f"{prefix}*"),
+                ("parametergroup", "default.*"))])
     )
 
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from .errors import ConfigError, error_lines
 from .fields import Vocabulary
+from .gateway import TEAM_KEYS
 from .images import REGISTRY_SECRETS
 from .monitoring import ALERTING_SECRETS, HEARTBEAT_SECRET, RECEIVER_SECRETS
 from .stack import Stack, StackConfig, name_limits
@@ -31,6 +32,32 @@ MIN_API_KEY = 16  # characters: a key clients send; the generated one has 48
 # (infra/cluster.py API_KEY_REGEX), which such a key fills without escapes.
 MAX_API_KEY = 128
 API_KEY = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def key_problem(setting: str, value: str) -> Optional[str]:
+    """What is wrong with a key clients send (`apiKey`, `teamKeys.<team>`), never the key itself."""
+    if len(value) < MIN_API_KEY:
+        return (f"{setting}: at least {MIN_API_KEY} characters (e.g. `pulumi config set --secret "
+                f"{'--path ' if '.' in setting else ''}{setting} \"$(openssl rand -hex 32)\"`), or unset for "
+                "a generated one")
+    if len(value) > MAX_API_KEY or not API_KEY.fullmatch(value):
+        return (f"{setting}: at most {MAX_API_KEY} characters of a bearer token (letters, digits, "
+                "`- . _ ~ + /`, then `=` padding; RFC 6750), e.g. `openssl rand -hex 32`")
+    return None
+
+
+def _team_keys(value: Any) -> tuple[dict[str, str], list[str]]:
+    """`teamKeys`, a secret map of team name to key (`pulumi config set --secret --path
+    'teamKeys.<team>' ...`): the keys and what is wrong with them."""
+    decoded = _decode(value)
+    how = f"`pulumi config set --secret --path '{TEAM_KEYS}.<team>' \"$(openssl rand -hex 32)\"`"
+    if not isinstance(decoded, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in decoded.items()):
+        return {}, [f"{TEAM_KEYS}: a map of team name to key, each set with {how}"]
+    if not rc.is_config_secret(f"{PROJECT}:{TEAM_KEYS}"):
+        return {}, [f"{TEAM_KEYS}: stored in plain text in the stack file: set each with {how}, and "
+                    "rotate them (the old values are in your history)"]
+    problems = [key_problem(f"{TEAM_KEYS}.{team}", key) for team, key in decoded.items()]
+    return decoded, [p for p in problems if p]
 
 
 def validate_settings(raw: dict[str, Any], vocabulary: Vocabulary) -> StackConfig:
@@ -64,7 +91,7 @@ def settings_of(values: dict[str, Any], vocabulary: Vocabulary, stack: str) -> S
     """The validated settings of config in the engine's form, without running the program
     (secrets are not settings). Raises ConfigError."""
     raw = project_keys(values)
-    settings = validate_settings({k: _decode(v) for k, v in raw.items() if k not in SECRET_KEYS},
+    settings = validate_settings({k: _decode(v) for k, v in raw.items() if k not in (*SECRET_KEYS, TEAM_KEYS)},
                                  vocabulary)
     errors = name_limits(settings, PROJECT, stack)
     if errors:
@@ -78,18 +105,16 @@ def load(vocabulary: Vocabulary) -> Stack:
     errors = []
     secrets = frozenset(str(raw[k]) for k in SECRET_KEYS if raw.get(k))  # kept out of messages
     given = {k for k in SECRET_KEYS if raw.get(k) is not None}
+    team_keys, problems = _team_keys(raw.pop(TEAM_KEYS)) if raw.get(TEAM_KEYS) is not None else ({}, [])
+    errors += problems
+    secrets |= set(team_keys.values())
     for key in SECRET_KEYS:
         value = raw.pop(key, None)
         if value is not None and (isinstance(_decode(value), (dict, list)) or not str(value).strip()):
             errors.append(f"{key}: must be a non-empty string (set it with "
                           f"`pulumi config set --secret {key}`)")
-        elif key == "apiKey" and value is not None and len(str(value)) < MIN_API_KEY:
-            errors.append(f"apiKey: at least {MIN_API_KEY} characters (e.g. `pulumi config set "
-                          "--secret apiKey \"$(openssl rand -hex 32)\"`), or unset for a generated one")
-        elif key == "apiKey" and value is not None and (len(str(value)) > MAX_API_KEY
-                                                        or not API_KEY.fullmatch(str(value))):
-            errors.append(f"apiKey: at most {MAX_API_KEY} characters of a bearer token (letters, digits, "
-                          "`- . _ ~ + /`, then `=` padding; RFC 6750), e.g. `openssl rand -hex 32`")
+        elif key == "apiKey" and value is not None and key_problem("apiKey", str(value)):
+            errors.append(key_problem("apiKey", str(value)))
         elif key in STRICT_SECRETS and value is not None and not rc.is_config_secret(f"{PROJECT}:{key}"):
             # The engine names the --secret keys to the program (set_all_config in pulumi/pulumi
             # sdk/python/cmd/pulumi-language-python-exec).
@@ -114,18 +139,27 @@ def load(vocabulary: Vocabulary) -> Stack:
         images = settings.engine_images(vocabulary)
         errors += settings.images.problems(images)
         required = {**(alerting.secrets() if alerting else {}), **settings.images.secrets(images)}
+        teams = [t.name for t in settings.gateway.teams] if settings.gateway else []
+        if settings.gateway and "apiKey" in given:
+            errors.append("apiKey: not with gateway: each team has its own key (teamKeys.<team>, "
+                          "docs/gateway.md); the engines hold none. Unset it: `pulumi config rm apiKey`")
+        errors += [f"{TEAM_KEYS}.{team}: no team {team!r} in gateway.teams" + (
+                   f" ({', '.join(teams)})" if teams else ": the stack has no gateway")
+                   for team in team_keys if team not in teams]
         errors += [f"{key}: required: {why} (`pulumi config set --secret {key} ...`)"
                    for key, why in required.items() if key not in given]
     except ConfigError as exc:
         errors += exc.errors
     if errors:
         raise ConfigError(errors, secrets)
-    for warning in [*settings.warnings, *settings.images.warnings(settings.engine_images(vocabulary))]:
+    for warning in [*settings.warnings, *settings.images.warnings(settings.engine_images(vocabulary)),
+                    *(settings.gateway.warnings if settings.gateway else [])]:
         pulumi.log.warn(warning)
     config = pulumi.Config(PROJECT)
     return Stack(project=pulumi.get_project(), stack=pulumi.get_stack(), region=region,
                  settings=settings, hf_token=config.get_secret("hfToken"),
                  api_key=config.get_secret("apiKey"), default_tags=default_tags,
                  alerting_secrets={k: config.get_secret(k) for k in settings.monitoring.alerting.secrets()},
+                 team_keys={team: pulumi.Output.secret(key) for team, key in team_keys.items()},
                  registry_secrets={k: config.get_secret(k)
                                    for k in settings.images.secrets(settings.engine_images(vocabulary))})

@@ -12,6 +12,7 @@ from .cluster import (AUTONAME, CLUSTER_AND_GROUP_MAX, CLUSTER_NAME_MAX, NODE_GR
                       WHY_CLUSTER_NAME, ClusterConfig)
 from .errors import ConfigError
 from .fields import Settings, Vocabulary, dns_label
+from .gateway import GatewayConfig
 from .images import PREFIX_MAX, UPSTREAMS, ImagesConfig
 from .ingress import IngressConfig
 from .models import SLOTS, STORE_WRITER, ModelConfig
@@ -26,10 +27,16 @@ class StackConfig(Settings):
     gpu_node_groups: list[GpuNodeGroupConfig] = Field(min_length=1)
     storage: StorageConfig = StorageConfig()
     ingress: Optional[IngressConfig] = None
+    gateway: Optional[GatewayConfig] = None
     monitoring: MonitoringConfig = MonitoringConfig()
     addons: AddonsConfig = AddonsConfig()
     images: ImagesConfig = ImagesConfig()
     models: list[ModelConfig] = []
+
+    @property
+    def exposed(self) -> bool:
+        """The models are behind a load balancer: the ingress or the gateway."""
+        return self.ingress is not None or self.gateway is not None
 
     @property
     def bottlerocket(self) -> bool:
@@ -125,12 +132,24 @@ class StackConfig(Settings):
                 if f"{m.name}-{suffix}" in names:
                     errors.append(f"models[{i}].name: {what} is named {m.name}-{suffix}, as the model "
                                   f"{m.name}-{suffix} is: rename one")
+        if self.gateway is not None and self.ingress is not None:
+            errors.append("ingress: not with gateway: the gateway is every model's one endpoint and "
+                          "replaces the per-model Ingress (docs/gateway.md); remove ingress")
+        if self.gateway and self.gateway.allowed_cidrs is None and vpc.id:
+            errors.append("gateway.allowedCidrs: required on an existing VPC (cluster.vpc.id): the "
+                          "networks of the gateway's clients (a new VPC defaults to its own CIDR)")
+        names_list = [m.name for m in self.models]
+        for i, team in enumerate(self.gateway.teams if self.gateway else []):
+            for model in team.models or []:
+                if model not in names_list:
+                    errors.append(f"gateway.teams[{i}].models: {model!r} is not a model of the stack "
+                                  f"({', '.join(names_list) or 'none'})")
         for i, m in enumerate(self.models):
-            if self.ingress is not None and m.replicas.min < 2 and m.evictions == "allow":
+            if self.exposed and m.replicas.min < 2 and m.evictions == "allow":
                 # One replica and evictions allowed: every node roll, auto-repair or drain takes
                 # the model down for a cold start (minutes).
                 errors.append(f"models[{i}].replicas.min: {m.replicas.min} replica of a model behind "
-                              "the ingress goes down on every node roll, drain or repair: set min to 2 "
+                              "the ingress or gateway goes down on every node roll, drain or repair: set min to 2 "
                               "or more, or evictions: block (node rolls then wait until you move "
                               "the model with blue-green)")
         groups = [g.name for g in self.gpu_node_groups]
@@ -169,6 +188,7 @@ class Stack(BaseModel):
     default_tags: dict[str, str] = {}  # aws:defaultTags.tags
     alerting_secrets: dict[str, pulumi.Output] = {}  # by stack setting (config/monitoring.py)
     registry_secrets: dict[str, pulumi.Output] = {}  # the cache's access tokens (config/images.py)
+    team_keys: dict[str, pulumi.Output] = {}  # the gateway's keys set in config, by team (the rest generated)
 
     @property
     def cluster_name(self) -> str:

@@ -114,9 +114,22 @@ def read(stack_file: Path, project: str) -> tuple[dict[str, str], list[str]]:
     values, secret_keys = {}, []
     for key, value in (doc.get("config") or {}).items():
         key = key if ":" in key else f"{project}:{key}"
-        if isinstance(value, dict) and set(value) == {"secure"}:
-            values[key] = SECURE_PLACEHOLDER
+        value, secure = _stand_in(value)
+        if secure:  # the engine marks a key secret when any value in it is (`--secret --path`)
             secret_keys.append(key)
-        else:
-            values[key] = value if isinstance(value, str) else json.dumps(value, default=str)
+        values[key] = value if isinstance(value, str) else json.dumps(value, default=str)
     return values, secret_keys
+
+
+def _stand_in(value):
+    """The value with each `secure:` leaf (top-level, or set with `--path` inside a structured
+    value) replaced by the placeholder, and whether there was one."""
+    if isinstance(value, dict) and set(value) == {"secure"}:
+        return SECURE_PLACEHOLDER, True
+    if isinstance(value, dict):
+        pairs = {k: _stand_in(v) for k, v in value.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(s for _, s in pairs.values())
+    if isinstance(value, list):
+        items = [_stand_in(v) for v in value]
+        return [v for v, _ in items], any(s for _, s in items)
+    return value, False

@@ -102,6 +102,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
         elif typ == "aws:s3/bucket:Bucket":  # its id is its name; S3 ARNs have no region or account
             id_ = state["bucket"] = state["name"]
             state["arn"] = f"arn:aws:s3:::{id_}"
+        elif typ == "aws:elasticache/replicationGroup:ReplicationGroup":
+            state["primaryEndpointAddress"] = (f"master.{state.get('replicationGroupId', name)}."
+                                               f"{_digest(name, n=6)}.{self.region}.cache.amazonaws.com")
         elif typ == "aws:ecr/pullThroughCacheRule:PullThroughCacheRule":
             state["registryId"] = ACCOUNT
         elif typ == "aws:eks/cluster:Cluster":

@@ -39,12 +39,15 @@ def manifest_filename(manifest: dict) -> str:
 
 def helm_document(r: Registration) -> dict:
     inputs = reveal(r.inputs)
+    chart, repository = inputs["chart"], inputs.get("repositoryOpts", {}).get("repo")
+    if chart.startswith("oci://"):  # an OCI chart is named by its whole reference (infra/charts.py)
+        repository, chart = chart.rsplit("/", 1)
     return {
         "name": inputs.get("name", r.name),
         "namespace": inputs.get("namespace"),
-        "chart": inputs["chart"],
+        "chart": chart,
         "version": inputs.get("version"),
-        "repository": inputs.get("repositoryOpts", {}).get("repo"),
+        "repository": repository,
         "values": inputs.get("values", {}),
     }
 

@@ -62,6 +62,9 @@ class ModelServiceArgs:
     image_registry: Optional[pulumi.Input[str]] = None
     # The stack's S3 model store, required when a slot reads from it (models[].store: s3).
     store: Optional[StoreAccess] = None
+    # Behind the gateway (serving/gateway.py): only its Envoy pods reach the engines, which hold
+    # no client key (the gateway checks the teams' keys).
+    gateway_pods: Optional[tuple[str, dict[str, str]]] = None
 
 
 class ModelService(pulumi.ComponentResource):
@@ -94,7 +97,7 @@ class ModelService(pulumi.ComponentResource):
             raise ValueError("ModelServiceArgs.store is required: a slot reads from the S3 store")
         store = args.store if on_s3 else None
         s3_cidrs = store.cidrs if store else None
-        network_policies.serving_policy(scope, args.lb_source_cidrs, metrics_ports, s3_cidrs)
+        network_policies.serving_policy(scope, args.lb_source_cidrs, metrics_ports, s3_cidrs, args.gateway_pods)
         download_policy = network_policies.download_policy(scope, s3_cidrs)
         writer, grants = (store_access(scope, store, [s.slot.id for s in on_s3], account) if store
                           else (None, []))
@@ -111,7 +114,7 @@ class ModelService(pulumi.ComponentResource):
             self.deployments[spec.slot.slot] = workload = deployment(
                 scope, spec, args.replicas, account, cache, jobs[commit],
                 self.pull(args, spec.engine.image(spec.slot.image)), surge=args.block_evictions,
-                store=store, depends_on=grants)
+                store=store, depends_on=grants, client_key=args.gateway_pods is None)
             if args.replicas.max > args.replicas.min:
                 scaling.autoscaler(scope, spec, args.replicas, workload)
             scaling.disruption_budget(scope, spec, block=args.block_evictions)

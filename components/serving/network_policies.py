@@ -41,9 +41,11 @@ def s3_egress(s3_cidrs: Optional[pulumi.Input[list[str]]]) -> list:
 
 
 def serving_policy(scope: Scope, lb_source_cidrs: list[str], metrics_ports: list[str],
-                   s3_cidrs: Optional[pulumi.Input[list[str]]] = None) -> k8s.networking.v1.NetworkPolicy:
+                   s3_cidrs: Optional[pulumi.Input[list[str]]] = None,
+                   gateway_pods: Optional[tuple[str, dict[str, str]]] = None) -> k8s.networking.v1.NetworkPolicy:
     """`metrics_ports`: the names of the ports Prometheus scrapes on the slots' pods (Engine.metrics_port);
-    `s3_cidrs`: S3's addresses, when a slot reads from the S3 store (ModelStore.cidrs)."""
+    `s3_cidrs`: S3's addresses, when a slot reads from the S3 store (ModelStore.cidrs);
+    `gateway_pods`: the gateway's Envoy pods (namespace, labels), when the stack has the gateway."""
     # `<model>-serving` and `<model>-download` can clash neither with each other's nor with
     # `default-deny`, whatever the model names.
     return k8s.networking.v1.NetworkPolicy(f"{scope.name}-netpol", metadata=scope.metadata(
@@ -55,6 +57,10 @@ def serving_policy(scope: Scope, lb_source_cidrs: list[str], metrics_ports: list
             # (An empty `from` would allow everyone: no load balancer, no rule.)
             *([{"from": [{"ipBlock": {"cidr": c}} for c in lb_source_cidrs],
                 "ports": [{"protocol": "TCP", "port": "http"}]}] if lb_source_cidrs else []),
+            # The gateway's Envoy pods (`gateway_pods`: their namespace and labels).
+            *([{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": gateway_pods[0]}},
+                          "podSelector": {"matchLabels": gateway_pods[1]}}],
+                "ports": [{"protocol": "TCP", "port": "http"}]}] if gateway_pods else []),
             {"from": [PROMETHEUS], "ports": [{"protocol": "TCP", "port": p} for p in metrics_ports]},
         ],
         # Serving is offline: the weights come from the cache volume or the S3 store.

@@ -121,13 +121,15 @@ class ServingArgs:
     rate_limit_per_5min: Optional[int] = None  # None: no WAF
     # True when the stack has an ingress: the shared ALB's access log bucket is created.
     access_logs: bool = False
+    # The engines' shared key (`apiKey`); False behind the gateway, whose teams have keys of their own.
+    client_key: bool = True
     log_retention_days: int = LOG_RETENTION_DAYS  # the WAF's log group, the access log bucket
     tags: Optional[dict[str, str]] = None
 
 
 class Serving(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
-    api_key: pulumi.Output[str]
+    api_key: Optional[pulumi.Output[str]]
     hf_token_secret: Optional[pulumi.Output[str]]
     waf_acl_arn: Optional[pulumi.Output[str]]
     # The bucket's name, known once its policy is in place (ELB checks it when logs are enabled).
@@ -153,12 +155,14 @@ class Serving(pulumi.ComponentResource):
             "name": "default-deny", "namespace": args.namespace,
         }, spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, opts=in_ns)
 
-        key = args.api_key if args.api_key is not None else random.RandomPassword(
-            f"{name}-api-key", length=48, special=False, opts=child).result
-        self.api_key = pulumi.Output.secret(key)
-        k8s.core.v1.Secret(f"{name}-api-key", metadata={
-            "name": API_KEY_SECRET, "namespace": args.namespace,
-        }, type="Opaque", string_data={API_KEY_KEY: self.api_key}, opts=in_ns.merge(SECRET_DATA))
+        self.api_key = None
+        if args.client_key:
+            key = args.api_key if args.api_key is not None else random.RandomPassword(
+                f"{name}-api-key", length=48, special=False, opts=child).result
+            self.api_key = pulumi.Output.secret(key)
+            k8s.core.v1.Secret(f"{name}-api-key", metadata={
+                "name": API_KEY_SECRET, "namespace": args.namespace,
+            }, type="Opaque", string_data={API_KEY_KEY: self.api_key}, opts=in_ns.merge(SECRET_DATA))
 
         self.hf_token_secret = None
         if args.hf_token is not None:

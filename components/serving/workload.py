@@ -36,7 +36,7 @@ def slot_selector(scope: Scope, slot: str) -> dict[str, str]:
 def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.core.v1.ServiceAccount,
                cache: k8s.core.v1.PersistentVolumeClaim, job: k8s.batch.v1.Job, image: pulumi.Input[str],
                surge: bool = False, store: Optional[StoreAccess] = None,
-               depends_on: Sequence[pulumi.Resource] = ()) -> k8s.apps.v1.Deployment:
+               depends_on: Sequence[pulumi.Resource] = (), client_key: bool = True) -> k8s.apps.v1.Deployment:
     """`image`: the engine's image as the nodes pull it (ModelService.pull). `surge`: start a new
     pod before stopping an old one (the model's evictions are blocked, so a rollout must not take
     its only replica down either; the autoscaler adds the node)."""
@@ -44,9 +44,11 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
     labels, selector = slot_labels(scope, spec), slot_selector(scope, slot.slot)
     resources = engine.pod_resources(spec.instances, plan.num_shard)
     env = [{"name": k, "value": v} for k, v in engine.env(scope.model, slot, plan, spec.revision).items()]
-    # The same Secret for every engine, read into the engine's variable.
-    env.append({"name": engine.api_key_env, "valueFrom": {"secretKeyRef": {
-        "name": API_KEY_SECRET, "key": API_KEY_KEY}}})
+    # The same Secret for every engine, read into the engine's variable; behind the gateway none
+    # (`client_key` False): the gateway checks the teams' keys, the engine holds no key to log.
+    if client_key:
+        env.append({"name": engine.api_key_env, "valueFrom": {"secretKeyRef": {
+            "name": API_KEY_SECRET, "key": API_KEY_KEY}}})
     if slot.store == "s3":  # the commit in the stack's bucket, read by Pod Identity (store.py)
         env += [{"name": MODEL_URI_ENV, "value": pulumi.Output.concat(
                     "s3://", store.bucket, "/", store_prefix(slot.id, spec.revision))},

@@ -42,6 +42,7 @@ def size(text: str) -> int:
 def deploy_docs() -> list[dict]:
     return [parsed(policies.read_policy(ACCOUNT, PREFIX)), parsed(policies.deploy_network_policy(ACCOUNT)),
             parsed(policies.deploy_services_policy(ACCOUNT, PREFIX)),
+            parsed(policies.deploy_stores_policy(ACCOUNT, PREFIX)),
             parsed(policies.deploy_iam_policy(ACCOUNT, PREFIX, BOUNDARY, CI_PREFIX))]
 
 
@@ -106,7 +107,8 @@ def test_deploy_iam_only_on_platform_roles_and_only_under_the_boundary():
             assert s["Condition"] == {"StringEquals": {"iam:AWSServiceName": [
                 "eks.amazonaws.com", "eks-nodegroup.amazonaws.com", "elasticloadbalancing.amazonaws.com",
                 "autoscaling.amazonaws.com", "spot.amazonaws.com", "elasticfilesystem.amazonaws.com",
-                "backup.amazonaws.com", "pullthroughcache.ecr.amazonaws.com", "ecr.amazonaws.com"]}}
+                "backup.amazonaws.com", "pullthroughcache.ecr.amazonaws.com", "ecr.amazonaws.com",
+                "elasticache.amazonaws.com"]}}
         else:
             assert s["Resource"] == [PLATFORM_ROLES], s["Sid"]
     bounded = {"iam:CreateRole", "iam:PutRolePermissionsBoundary", "iam:AttachRolePolicy", "iam:PutRolePolicy"}
@@ -169,6 +171,7 @@ LONGEST_STATE = ("arn:aws:s3:::" + "b" * 63, "arn:aws:kms:us-east-1:123456789012
     ("read", policies.read_policy(ACCOUNT, "x" * 33), MANAGED_POLICY_MAX),
     ("deploy network", policies.deploy_network_policy(ACCOUNT), MANAGED_POLICY_MAX),
     ("deploy services", policies.deploy_services_policy(ACCOUNT, "x" * 33), MANAGED_POLICY_MAX),
+    ("deploy stores", policies.deploy_stores_policy(ACCOUNT, "x" * 33), MANAGED_POLICY_MAX),
     ("deploy inline, all together",
      policies.deploy_iam_policy(ACCOUNT, "x" * 33, BOUNDARY.replace("github-llmserve-", "y" * 40), "y" * 40)
      + policies.state_policy(*LONGEST_STATE, True), INLINE_PER_ROLE_MAX),

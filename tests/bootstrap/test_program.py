@@ -95,7 +95,8 @@ def test_deploy_roles_iam_is_the_platforms_roles_under_the_boundary(minimal_run,
     assert minimal_run.outputs["boundaryArn"] == boundary_arn
     granted = role_policies(minimal_run, DEPLOY[environment])
     assert set(granted) == {"github-llmserve-platform-read", "github-llmserve-platform-deploy-network",
-                            "github-llmserve-platform-deploy-services", "platform-iam"}
+                            "github-llmserve-platform-deploy-services", "github-llmserve-platform-deploy-stores",
+                            "platform-iam"}
     iam_allows = [s for doc in granted.values() for s in statements(doc, "Allow")
                   if any(a.startswith("iam:") for a in s["Action"])]
     assert iam_allows
@@ -127,9 +128,9 @@ def test_deploy_roles_iam_is_the_platforms_roles_under_the_boundary(minimal_run,
 def test_no_statement_anywhere_allows_everything(full_run):
     docs = [json.loads(r.inputs["policy"]) for r in full_run.resources if "policy" in r.inputs]
     docs += [json.loads(role["assumeRolePolicy"]) for role in roles(full_run).values()]
-    # Managed: boundary, read, deploy (2); inline: preview state (2), deploy iam and state (2 x 2);
+    # Managed: boundary, read, deploy (3); inline: preview state (2), deploy iam and state (2 x 2);
     # the four trust policies.
-    assert len(docs) == 4 + 2 + 4 + 4
+    assert len(docs) == 5 + 2 + 4 + 4
     for doc in docs:
         for s in statements(doc, "Allow"):
             assert "*" not in s["Action"] and "iam:*" not in s["Action"], s.get("Sid")

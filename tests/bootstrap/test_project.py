@@ -111,6 +111,11 @@ CREATES = {
     "aws:secretsmanager/secret:Secret": ["secretsmanager:CreateSecret", "secretsmanager:DeleteSecret"],
     "aws:secretsmanager/secretVersion:SecretVersion": ["secretsmanager:PutSecretValue",
                                                        "secretsmanager:GetSecretValue"],
+    "aws:elasticache/replicationGroup:ReplicationGroup": ["elasticache:CreateReplicationGroup",
+                                                          "elasticache:DeleteReplicationGroup",
+                                                          "iam:CreateServiceLinkedRole"],
+    "aws:elasticache/subnetGroup:SubnetGroup": ["elasticache:CreateCacheSubnetGroup",
+                                                "elasticache:DeleteCacheSubnetGroup"],
     "aws:efs/backupPolicy:BackupPolicy": ["elasticfilesystem:PutBackupPolicy"],
     "aws:efs/fileSystem:FileSystem": ["elasticfilesystem:CreateFileSystem", "elasticfilesystem:DeleteFileSystem"],
     "aws:efs/fileSystemPolicy:FileSystemPolicy": ["elasticfilesystem:PutFileSystemPolicy"],
@@ -143,6 +148,7 @@ BOUNDARY = "arn:aws:iam::123456789012:policy/github-llmserve-workload-boundary"
 DEPLOY = [json.loads(text) for text in (
     policies.read_policy(ACCOUNT, DEFAULT_ROLE_PREFIX), policies.deploy_network_policy(ACCOUNT),
     policies.deploy_services_policy(ACCOUNT, DEFAULT_ROLE_PREFIX),
+    policies.deploy_stores_policy(ACCOUNT, DEFAULT_ROLE_PREFIX),
     policies.deploy_iam_policy(ACCOUNT, DEFAULT_ROLE_PREFIX, BOUNDARY, "github-llmserve-"))]
 
 

@@ -78,7 +78,7 @@ CASES = [
     (vpc(id="vpc-0123456789abcdef0"), "cluster.vpc: set either cidr (a new VPC) or id (an existing VPC), not both"),
     (model(slots={"blue": {}, "green": {}}), "models[0].active: required with two slots"),
     # unknown keys
-    (setting("modle", []), "modle: unknown setting; allowed here: addons, cluster, gpuNodeGroups, images, ingress"),
+    (setting("modle", []), "modle: unknown setting; allowed here: addons, cluster, gateway, gpuNodeGroups, images, ingress"),
     (model(replica=2), "models[0].replica: unknown setting; allowed here:"),
     (cluster(publicAcessCidrs=["10.0.0.0/8"]), "cluster.publicAcessCidrs: unknown setting; allowed here: accessEntries"),
     # names that clash or do not resolve
@@ -129,7 +129,7 @@ CASES = [
      "ingress.allowedCidrs: together these blocks open at least as many public IPv4 addresses as a /8"),
     (model(timeout=float("nan")), "models[0].timeout: unknown setting"),
     (lambda c: (setting("ingress", INGRESS)(c), model(replicas={"min": 1, "max": 2})(c)),
-     "models[0].replicas.min: 1 replica of a model behind the ingress goes down on every node roll"),
+     "models[0].replicas.min: 1 replica of a model behind the ingress or gateway goes down on every node roll"),
     (setting("monitoring", {"alerts": {"p95LatencySeconds": float("inf")}}), "monitoring.alerts.p95LatencySeconds: inf is not allowed"),
     # engines and their quantize modes
     (model(engine="sglang"), "models[0].engine: 'sglang' is not one of tgi, vllm"),

@@ -147,7 +147,7 @@ INVALID = [
     (_set("storage.throughputMode", "provisioned"),
      "storage.provisionedThroughputMibps: required with throughputMode 'provisioned'"),
     (_set("storage.backups", True), "storage.backups: unknown setting; allowed here: backup, protect, provisionedThroughputMibps, throughputMode"),
-    (_set("modles", []), "modles: unknown setting; allowed here: addons, cluster, gpuNodeGroups, images, ingress, models, monitoring, storage, systemNodeGroup"),
+    (_set("modles", []), "modles: unknown setting; allowed here: addons, cluster, gateway, gpuNodeGroups, images, ingress, models, monitoring, storage, systemNodeGroup"),
 ]
 
 

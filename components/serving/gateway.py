@@ -1,0 +1,190 @@
+"""ModelGateway: one OpenAI-compatible endpoint for every model (Envoy AI Gateway over Envoy
+Gateway, installed by infra/gateway_controllers.py; docs/gateway.md).
+
+- An NLB (AWS Load Balancer Controller, IP targets) in front of Envoy, TLS at the NLB with the
+  stack's ACM certificate, open only to `allowedCidrs` (internal: the VPC).
+- The AI Gateway reads `model` from the body into `x-ai-eg-model`; one AIGatewayRoute rule per
+  model (at most 15 rules per route, so routes of 15) sends it to the model's Service, which
+  follows its active slot: a blue-green switch moves the gateway too.
+- One SecurityPolicy on the Gateway: a key per team (API key auth, the key removed before the
+  engine, the team's id forwarded in `x-team-id`, which a client cannot set: the filter
+  overwrites it), and an authorization that allows each team its models only (403 otherwise).
+  It must stay the only SecurityPolicy of the Gateway and its routes: a more specific one would
+  replace it (Envoy Gateway's precedence), and the key is checked on the route chosen before the
+  model is known (envoyproxy/gateway v1.8.3 internal/xds/translator/httpfilters.go: api_key_auth
+  runs before the AI Gateway's ext_proc, rbac after it).
+- Token quotas per team: a global rate limit charged in total tokens at the end of each response
+  (the AI Gateway's `llm_total_token` metadata), one budget per team over all models (`shared`)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from ..config.gateway import GatewayConfig
+from ..infra.gateway_controllers import ENVOY_GATEWAY_NAMESPACE, GATEWAY_CONTROLLER_NAME, proxy_labels
+from ..infra.secrets import SECRET_DATA
+
+GATEWAY = "llmserve"  # the Gateway's and GatewayClass's name
+NAMESPACE = "llm"  # the models' namespace, the Gateway's (serving/shared.py)
+# Envoy's pods: in Envoy Gateway's namespace, labelled with the Gateway they serve. Only they
+# reach the engines (network_policies.py).
+PROXY_NAMESPACE = ENVOY_GATEWAY_NAMESPACE
+PROXY_PODS = proxy_labels(GATEWAY, NAMESPACE)
+TEAM_HEADER = "x-team-id"
+MODEL_HEADER = "x-ai-eg-model"  # set by the AI Gateway from the request body's `model`
+RULES_PER_ROUTE = 15  # AIGatewayRoute spec.rules maxItems (aigateway.envoyproxy.io v1beta1 CRD)
+# The request body is buffered whole by the AI Gateway's ext_proc; Envoy Gateway's default
+# connection buffer (32 KiB) is too small for long prompts (envoyproxy/ai-gateway v1.1.0
+# examples/basic/basic.yaml uses 50Mi).
+BUFFER_LIMIT = "50Mi"
+TOKENS_METADATA = {"namespace": "io.envoy.ai_gateway", "key": "llm_total_token"}
+# Beyond the generation itself: queueing and the prompt's prefill.
+TIMEOUT_MARGIN_SECONDS = 60
+SERVICE_PORT = 80  # the model Service's http port (exposure.py)
+
+
+@dataclass
+class GatewayModel:
+    name: str  # what clients send as `model`, the model's Service
+    generation_seconds: int  # its slots' longest generation cap (the plans')
+
+
+@dataclass
+class ModelGatewayArgs:
+    config: GatewayConfig
+    namespace: pulumi.Input[str]  # NAMESPACE, once it exists: the Gateway and its routes live there
+    models: list[GatewayModel]
+    team_keys: dict[str, pulumi.Input[str]] = field(default_factory=dict)  # set in config; others generated
+    source_cidrs: list[str] = field(default_factory=list)  # who may reach the NLB (allowedCidrs, else the VPC)
+    subnet_ids: list[pulumi.Input[str]] = field(default_factory=list)  # the NLB's subnets
+    cost_tags: dict[str, str] = field(default_factory=dict)
+    # The controllers (infra/gateway_controllers.py) whose CRDs and webhooks these resources need.
+    controllers: Optional[pulumi.Resource] = None
+
+
+def route_timeout(model: GatewayModel) -> str:
+    return f"{model.generation_seconds + TIMEOUT_MARGIN_SECONDS}s"
+
+
+def authorization(config: GatewayConfig) -> dict:
+    """Each team its models (all, when it lists none); anything else denied with 403."""
+    return {"defaultAction": "Deny", "rules": [
+        {"name": team.name, "action": "Allow", "principal": {"headers": [
+            {"name": TEAM_HEADER, "values": [team.name]},
+            *([{"name": MODEL_HEADER, "values": list(team.models)}] if team.models else [])]}}
+        for team in config.teams]}
+
+
+def quota_rules(config: GatewayConfig) -> list[dict]:
+    """A budget per team and unit over all its models, charged the response's total tokens."""
+    return [{"clientSelectors": [{"headers": [{"name": TEAM_HEADER, "type": "Exact", "value": team.name}]}],
+             "limit": {"requests": tokens, "unit": unit},
+             "cost": {"request": {"from": "Number", "number": 0},
+                      "response": {"from": "Metadata", "metadata": TOKENS_METADATA}},
+             "shared": True}
+            for team in config.teams
+            for tokens, unit in ((team.tokens_per_minute, "Minute"), (team.tokens_per_day, "Day")) if tokens]
+
+
+def service_annotations(config: GatewayConfig, subnet_ids: list[pulumi.Input[str]],
+                        cost_tags: dict[str, str]) -> dict:
+    """The NLB the AWS Load Balancer Controller makes for Envoy's Service (kubernetes-sigs/
+    aws-load-balancer-controller v3.5.0 docs/guide/service/annotations.md)."""
+    prefix = "service.beta.kubernetes.io/aws-load-balancer-"
+    tls = {f"{prefix}ssl-cert": config.certificate_arn, f"{prefix}ssl-ports": "443"} if config.certificate_arn else {}
+    return {f"{prefix}type": "external", f"{prefix}nlb-target-type": "ip", f"{prefix}scheme": config.scheme,
+            **tls,
+            **({f"{prefix}subnets": pulumi.Output.all(*subnet_ids).apply(",".join)} if subnet_ids else {}),
+            **({f"{prefix}additional-resource-tags": ",".join(f"{k}={v}" for k, v in sorted(cost_tags.items()))}
+               if cost_tags else {})}
+
+
+class ModelGateway(pulumi.ComponentResource):
+    team_keys: pulumi.Output[dict]  # every team's key, a secret
+
+    def __init__(self, name: str, args: ModelGatewayArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmserve:serving:ModelGateway", name, None, opts)
+        config, ns = args.config, args.namespace
+        after = [args.controllers] if args.controllers is not None else []
+        child = pulumi.ResourceOptions(parent=self, depends_on=after)
+
+        def custom(kind: str, api: str, suffix: str, obj_name: str, spec: dict,
+                   namespaced: bool = True) -> k8s.apiextensions.CustomResource:
+            metadata = {"name": obj_name, **({"namespace": ns} if namespaced else {})}
+            return k8s.apiextensions.CustomResource(f"{name}-{suffix}", api_version=api, kind=kind,
+                                                    metadata=metadata, spec=spec, opts=child)
+
+        keys = {team.name: pulumi.Output.secret(args.team_keys[team.name]) if team.name in args.team_keys
+                else pulumi.Output.secret(random.RandomPassword(f"{name}-{team.name}-key", length=48, special=False,
+                                                                opts=pulumi.ResourceOptions(parent=self)).result)
+                for team in config.teams}
+        self.team_keys = pulumi.Output.secret(pulumi.Output.all(**keys))
+        secret = k8s.core.v1.Secret(f"{name}-keys", metadata={"name": f"{GATEWAY}-team-keys", "namespace": ns},
+                                    type="Opaque", string_data=keys,
+                                    opts=pulumi.ResourceOptions(parent=self).merge(SECRET_DATA))
+
+        custom("GatewayClass", "gateway.networking.k8s.io/v1", "class", GATEWAY,
+               {"controllerName": GATEWAY_CONTROLLER_NAME}, namespaced=False)
+        custom("EnvoyProxy", "gateway.envoyproxy.io/v1alpha1", "proxy", GATEWAY, {"provider": {
+            "type": "Kubernetes", "kubernetes": {
+                "envoyService": {
+                    "annotations": service_annotations(config, args.subnet_ids, args.cost_tags),
+                    # IP targets: the NLB health-checks the pods' port itself (with Local it would
+                    # probe the nodes' health-check port, which no pod serves).
+                    "externalTrafficPolicy": "Cluster",
+                    "loadBalancerSourceRanges": list(config.allowed_cidrs or args.source_cidrs)},
+                "envoyDeployment": {"replicas": 2, "pod": {"topologySpreadConstraints": [{
+                    "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": PROXY_PODS}}]}},
+            }}})
+        listener = ({"name": "https", "protocol": "HTTP", "port": 443} if config.certificate_arn
+                    else {"name": "http", "protocol": "HTTP", "port": 80})
+        custom("Gateway", "gateway.networking.k8s.io/v1", "gateway", GATEWAY, {
+            "gatewayClassName": GATEWAY,
+            "infrastructure": {"parametersRef": {"group": "gateway.envoyproxy.io", "kind": "EnvoyProxy",
+                                                 "name": GATEWAY}},
+            "listeners": [{**listener, "hostname": config.hostname, "allowedRoutes": {"namespaces": {"from": "Same"}}}],
+        })
+        gateway_ref = [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY}]
+        custom("ClientTrafficPolicy", "gateway.envoyproxy.io/v1alpha1", "client", GATEWAY, {
+            "targetRefs": gateway_ref, "connection": {"bufferLimit": BUFFER_LIMIT}})
+        custom("SecurityPolicy", "gateway.envoyproxy.io/v1alpha1", "keys", GATEWAY, {
+            "targetRefs": gateway_ref,
+            "apiKeyAuth": {"credentialRefs": [{"group": "", "kind": "Secret", "name": secret.metadata.name}],
+                           "extractFrom": [{"headers": ["authorization"]}],
+                           "forwardClientIDHeader": TEAM_HEADER, "sanitize": True},
+            "authorization": authorization(config)})
+        if config.quotas:
+            custom("BackendTrafficPolicy", "gateway.envoyproxy.io/v1alpha1", "quotas", GATEWAY, {
+                "targetRefs": gateway_ref, "rateLimit": {"type": "Global", "global": {"rules": quota_rules(config)}}})
+
+        for model in args.models:
+            custom("Backend", "gateway.envoyproxy.io/v1alpha1", f"{model.name}-backend", model.name, {
+                "endpoints": [{"fqdn": {"hostname": pulumi.Output.concat(model.name, ".", ns, ".svc.cluster.local"),
+                                        "port": SERVICE_PORT}}]})
+            custom("AIServiceBackend", "aigateway.envoyproxy.io/v1beta1", f"{model.name}-ai-backend", model.name, {
+                "schema": {"name": "OpenAI"},
+                "backendRef": {"name": model.name, "kind": "Backend", "group": "gateway.envoyproxy.io"}})
+        for i in range(math.ceil(len(args.models) / RULES_PER_ROUTE)):
+            chunk = args.models[i * RULES_PER_ROUTE:(i + 1) * RULES_PER_ROUTE]
+            custom("AIGatewayRoute", "aigateway.envoyproxy.io/v1beta1", f"route-{i}", f"{GATEWAY}-{i}", {
+                "parentRefs": gateway_ref,
+                "rules": [{"name": m.name,
+                           "matches": [{"headers": [{"type": "Exact", "name": MODEL_HEADER, "value": m.name}]}],
+                           "backendRefs": [{"name": m.name}],
+                           # The whole response, streamed or not, within the model's longest
+                           # generation (the AI Gateway's default is 60 s); a stream with no chunk
+                           # for as long is cut.
+                           "timeouts": {"request": route_timeout(m)}, "streamIdleTimeout": route_timeout(m)}
+                          for m in chunk],
+                **({"llmRequestCosts": [{"metadataKey": TOKENS_METADATA["key"], "type": "TotalToken"}]}
+                   if config.quotas else {}),
+            })
+        self.register_outputs({"teamKeys": self.team_keys})
