@@ -120,8 +120,9 @@ cache = ModelCache(f"{name}-cache", ModelCacheArgs(
 
 monitoring = Monitoring(f"{name}-monitoring", MonitoringArgs(
     config=cfg.monitoring, storage_class=cluster.block_storage_class,
-    rule_groups=alerts.rule_groups(cfg.monitoring.alerts, NAMESPACE, cfg.monitoring.runbook_base_url, cfg.monitoring.slo),
-    dashboards=dashboards.all_dashboards(NAMESPACE),
+    rule_groups=alerts.rule_groups(cfg.monitoring.alerts, NAMESPACE, cfg.monitoring.runbook_base_url,
+                                   cfg.monitoring.slo, gateway=cfg.gateway),
+    dashboards=dashboards.all_dashboards(NAMESPACE, cfg.gateway),
     nodes=[cluster.system_nodes],
     alerting_secrets=stack.alerting_secrets,
 ), opts=k8s)
@@ -196,6 +197,7 @@ if cfg.gateway is not None:
         subnet_ids=network.load_balancer_subnet_ids if internal else network.public_subnet_ids,
         cost_tags=stack.cost_tags,
         controllers=controllers.ready,
+        monitoring=monitoring.stack, prometheus_selector=SELECTED,
     ), opts=k8s)
 
 pulumi.export("clusterName", cluster.cluster.name)

@@ -3,10 +3,16 @@ components/serving/alerts.py). Pure functions, no Pulumi."""
 
 from __future__ import annotations
 
-from .alerts import ERRORS, SLOW_QUEUE, VLLM_ERRORS, VLLM_FIRST_TOKEN_SECONDS, VLLM_SLOW_FIRST_TOKEN
+from typing import Optional
+
+from ..config.gateway import GatewayConfig
+from .alerts import (ERRORS, GATEWAY_FORBIDDEN, GATEWAY_LISTENERS, GATEWAY_OVER_LIMIT, GATEWAY_QUOTA,
+                     GATEWAY_RESPONSES, GATEWAY_SPENT, GATEWAY_TOKENS, GATEWAY_UNAUTHORIZED, SLOW_QUEUE,
+                     VLLM_ERRORS, VLLM_FIRST_TOKEN_SECONDS, VLLM_SLOW_FIRST_TOKEN, team_quotas)
 
 DASHBOARD_FILE = "llmserve-tgi.json"  # its key in the dashboards ConfigMap
 VLLM_DASHBOARD_FILE = "llmserve-vllm.json"
+GATEWAY_DASHBOARD_FILE = "llmserve-gateway.json"
 
 
 def _panel(i: int, title: str, unit: str, *targets: tuple[str, str]) -> dict:
@@ -110,6 +116,83 @@ def vllm_dashboard(namespace: str) -> dict:
                   panels)
 
 
-def all_dashboards(namespace: str) -> dict[str, dict]:
-    """Every dashboard by its file in the ConfigMap."""
-    return {DASHBOARD_FILE: dashboard(namespace), VLLM_DASHBOARD_FILE: vllm_dashboard(namespace)}
+def gateway_dashboard(gateway: GatewayConfig) -> dict:
+    """The gateway's dashboard (variables `team`, `model`): tokens and requests per second by team
+    and model, time to first token, time per output token and request duration per model (the AI
+    Gateway's GenAI metrics, alerts.py), the refusals (401, 403, 429) and the 5xx (Envoy's stats),
+    and with quotas the share of each team's quota it spent.
+
+    The ext_proc records a response's tokens when the engine reports them: a stream reports them
+    only when asked to (`stream_options.include_usage`), which the AI Gateway asks for itself on
+    routes with token costs, i.e. in stacks with quotas (AIGW v1.1.0 internal/endpointspec/
+    endpointspec.go); the time to first token and per output token are measured on streams only
+    (internal/metrics/metrics_impl.go RecordTokenLatency). Requests refused by the gateway reach
+    neither: they are counted by Envoy only."""
+    sel = 'team_id=~"$team", gen_ai_request_model=~"$model"'
+    tokens = GATEWAY_TOKENS.replace("}", f", {sel}}}")
+    requests = f"gen_ai_server_request_duration_seconds_count{{{sel}}}"
+    q = lambda quantile, metric: (  # noqa: E731
+        f"histogram_quantile({quantile}, sum by (gen_ai_request_model, le) (rate({metric}_bucket{{{sel}}}[5m])))",
+        f"{{{{gen_ai_request_model}}}} p{int(quantile * 100)}")
+    listeners = f"{{{GATEWAY_LISTENERS}}}"
+    panels = [
+        # Prompt (input) and output tokens: cached and reasoning tokens are parts of them.
+        ("Tokens per second by team and model", "short",
+         (f"sum by (team_id, gen_ai_request_model, gen_ai_token_type) (rate({tokens}[5m]))",
+          "{{team_id}} {{gen_ai_request_model}} {{gen_ai_token_type}}")),
+        ("Requests per second by team and model", "reqps",
+         (f"sum by (team_id, gen_ai_request_model) (rate({requests}[5m]))",
+          "{{team_id}} {{gen_ai_request_model}}"),
+         (f'sum by (team_id, gen_ai_request_model) (rate(gen_ai_server_request_duration_seconds_count{{{sel}, error_type!=""}}[5m]))',
+          "{{team_id}} {{gen_ai_request_model}} failed")),
+        ("Time to first token (streams)", "s", q(0.5, "gen_ai_server_time_to_first_token_seconds"),
+         q(0.95, "gen_ai_server_time_to_first_token_seconds")),
+        ("Time per output token (streams)", "s", q(0.5, "gen_ai_server_time_per_output_token_seconds"),
+         q(0.95, "gen_ai_server_time_per_output_token_seconds")),
+        ("Request duration", "s", q(0.5, "gen_ai_server_request_duration_seconds"),
+         q(0.95, "gen_ai_server_request_duration_seconds")),
+        ("Responses per second by class", "reqps",
+         (f"sum by (envoy_response_code_class) (rate({GATEWAY_RESPONSES}{listeners}[5m]))",
+          "{{envoy_response_code_class}}xx")),
+        ("Refused per second (401, 403, 429)", "reqps",
+         (f"sum(rate({GATEWAY_UNAUTHORIZED}{listeners}[5m]))", "401 no or unknown key"),
+         (f"sum(rate({GATEWAY_FORBIDDEN}{listeners}[5m]))", "403 model not allowed"),
+         (f"sum by (envoy_cluster_name) (rate({GATEWAY_OVER_LIMIT}[5m]))", "429 over quota {{envoy_cluster_name}}")),
+        # 5xx to clients (every cause, the gateway's own included), and those of each route's
+        # cluster (the engines', the router's timeouts and resets).
+        ("Server errors per second", "reqps",
+         (f'sum(rate({GATEWAY_RESPONSES}{{{GATEWAY_LISTENERS}, envoy_response_code_class="5"}}[5m]))', "5xx to clients"),
+         ('sum by (envoy_cluster_name) (rate(envoy_cluster_upstream_rq_xx{envoy_response_code_class="5"}[5m]))',
+          "5xx {{envoy_cluster_name}}")),
+    ]
+    quotas = team_quotas(gateway)
+    if quotas:
+        team = '{team_id=~"$team"}'
+        spent = {"minute": f"avg_over_time({GATEWAY_SPENT['minute']}{team}[5m])",
+                 "day": f"{GATEWAY_SPENT['day']}{team}"}
+        panels.append(("Share of the quota spent", "percentunit",
+                       *((f"{spent[window]} / on (team_id) {GATEWAY_QUOTA}{window}",
+                          f"{{{{team_id}}}} per {window}") for window in quotas)))
+    variable = lambda name, label, query: {  # noqa: E731
+        "name": name, "type": "query", "label": label, "multi": True, "includeAll": True,
+        "datasource": {"type": "prometheus", "uid": "${datasource}"}, "query": query, "refresh": 2}
+    return {
+        "uid": "llmserve-gateway", "title": "LLM gateway", "schemaVersion": 39, "version": 1,
+        "editable": False, "tags": ["llmserve", "gateway"], "time": {"from": "now-6h", "to": "now"},
+        "refresh": "30s",
+        "templating": {"list": [
+            {"name": "datasource", "type": "datasource", "query": "prometheus", "label": "Data source"},
+            variable("team", "Team", "label_values(gen_ai_server_request_duration_seconds_count, team_id)"),
+            variable("model", "Model", "label_values(gen_ai_server_request_duration_seconds_count, gen_ai_request_model)"),
+        ]},
+        "panels": [_panel(i, title, unit, *targets) for i, (title, unit, *targets) in enumerate(panels)],
+    }
+
+
+def all_dashboards(namespace: str, gateway: Optional[GatewayConfig] = None) -> dict[str, dict]:
+    """Every dashboard by its file in the ConfigMap; with `gateway` (the stack's `gateway`
+    section, None without one) also the gateway's."""
+    boards = {DASHBOARD_FILE: dashboard(namespace), VLLM_DASHBOARD_FILE: vllm_dashboard(namespace)}
+    if gateway is not None:
+        boards[GATEWAY_DASHBOARD_FILE] = gateway_dashboard(gateway)
+    return boards

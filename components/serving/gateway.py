@@ -29,6 +29,7 @@ import pulumi_random as random
 from ..config.gateway import GatewayConfig
 from ..infra.gateway_controllers import ENVOY_GATEWAY_NAMESPACE, GATEWAY_CONTROLLER_NAME, proxy_labels
 from ..infra.secrets import SECRET_DATA
+from .gateway_monitoring import gateway_pod_monitor
 
 GATEWAY = "llmserve"  # the Gateway's and GatewayClass's name
 NAMESPACE = "llm"  # the models' namespace, the Gateway's (serving/shared.py)
@@ -66,6 +67,9 @@ class ModelGatewayArgs:
     cost_tags: dict[str, str] = field(default_factory=dict)
     # The controllers (infra/gateway_controllers.py) whose CRDs and webhooks these resources need.
     controllers: Optional[pulumi.Resource] = None
+    # Prometheus: the release whose CRDs the PodMonitor needs, and the labels it selects by.
+    monitoring: Optional[pulumi.Resource] = None
+    prometheus_selector: Optional[dict[str, str]] = None
 
 
 def route_timeout(model: GatewayModel) -> str:
@@ -187,4 +191,7 @@ class ModelGateway(pulumi.ComponentResource):
                 **({"llmRequestCosts": [{"metadataKey": TOKENS_METADATA["key"], "type": "TotalToken"}]}
                    if config.quotas else {}),
             })
+        # The Envoy pods' GenAI metrics (by team and model) and Envoy's stats.
+        gateway_pod_monitor(self, name, PROXY_PODS, args.monitoring, prometheus_selector=args.prometheus_selector,
+                            depends_on=after)
         self.register_outputs({"teamKeys": self.team_keys})

@@ -245,3 +245,20 @@ def test_bad_gateway_settings_exit_2_from_the_cli(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "gateway.allowedCidrs: required with scheme internet-facing" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_gateway_is_scraped_alerted_and_on_a_dashboard(run):
+    [monitor] = [mockrun.reveal(r.inputs) for r in run.resources
+                 if r.type == "kubernetes:monitoring.coreos.com/v1:PodMonitor"
+                 and r.inputs["metadata"]["name"] == "llmserve-gateway"]
+    validate_custom_resource(monitor)
+    assert monitor["metadata"]["namespace"] == gateway.PROXY_NAMESPACE
+    assert monitor["spec"]["selector"] == {"matchLabels": gateway.PROXY_PODS}
+    rules = next(mockrun.reveal(r.inputs) for r in run.resources
+                 if r.type == "kubernetes:monitoring.coreos.com/v1:PrometheusRule")
+    alerts = {rule.get("alert") for group in rules["spec"]["groups"] if group["name"] == "gateway"
+              for rule in group["rules"]}
+    assert {"GatewayServerErrors", "GatewayTeamNearQuota"} <= alerts
+    dashboards = [mockrun.reveal(r.inputs) for r in run.of_type("kubernetes:core/v1:ConfigMap")
+                  if "llmserve-gateway.json" in (r.inputs.get("data") or {})]
+    assert len(dashboards) == 1
