@@ -14,7 +14,7 @@ from ..infra.node_group import GPU_TOLERATION, NODE_GROUP_LABEL
 from .labels import MODEL_LABEL, SLOT_LABEL
 from .scope import Scope
 from ..planning.planner import PRESTOP_SECONDS
-from .security import checkov_skips, hardened, pod_security
+from .security import SECRET_ENV_CHECK, checkov_skips, hardened, pod_security
 from .shared import API_KEY_KEY, API_KEY_SECRET
 from .slots import SlotSpec
 from .store import StoreAccess
@@ -59,7 +59,9 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
     scratch = [{"name": name, "mountPath": path} for name, path in engine.scratch]
     return k8s.apps.v1.Deployment(f"{scope.name}-{slot.slot}", metadata=scope.metadata(
         f"{scope.model}-{slot.slot}", labels,
-        annotations=checkov_skips(dict(engine.checkov_skips)),
+        # Without the key in its environment (behind the gateway), not the check it skips for it.
+        annotations=checkov_skips({k: v for k, v in engine.checkov_skips.items()
+                                   if client_key or k != SECRET_ENV_CHECK}),
     ), spec={
         # With an autoscaler the replica count is its to set.
         **({} if replicas.max > replicas.min else {"replicas": replicas.min}),

@@ -52,3 +52,23 @@ def test_the_scan_fails_on_an_insecure_manifest(tmp_path):
         "spec:\n  containers:\n  - name: c\n    image: nginx:latest\n    securityContext: {privileged: true}\n")
     [report] = _scan(tmp_path)
     assert "CKV_K8S_16" in {c["check_id"] for c in report["results"]["failed_checks"]}  # privileged
+
+
+def test_a_gateway_stack_has_no_failed_checks(tmp_path):
+    """The gateway's objects (Gateway API and Envoy Gateway resources, the team keys Secret) and
+    the engines behind it, which hold no key: checkov finds nothing to fail."""
+    import yaml
+
+    from ..serving.test_gateway import gateway_settings
+    from ..conftest import cli
+
+    settings = gateway_settings(certificateArn="arn:aws:acm:us-east-1:123456789012:certificate/abc-123")
+    path = tmp_path / "Pulumi.gw.yaml"
+    path.write_text(yaml.safe_dump({"config": {"aws:region": "us-east-1",
+                                               **{f"llmserve:{k}": v for k, v in settings.items()}}}))
+    result = cli("render", "--stack", "gw", "--config-file", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    [report] = _scan(tmp_path / "out" / "kubernetes")
+    assert [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]] == []
+    skipped = {(c["check_id"], c["resource"]) for c in report["results"]["skipped_checks"]}
+    assert not [r for check, r in skipped if check == "CKV_K8S_35" and r.startswith("Deployment.")]
