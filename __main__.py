@@ -198,6 +198,7 @@ if cfg.gateway is not None:
         cost_tags=stack.cost_tags,
         controllers=controllers.ready,
         monitoring=monitoring.stack, prometheus_selector=SELECTED,
+        load_balancer_controller=addons.load_balancer_controller,
     ), opts=k8s)
 
 pulumi.export("clusterName", cluster.cluster.name)

@@ -57,6 +57,13 @@ def _team_keys(value: Any) -> tuple[dict[str, str], list[str]]:
         return {}, [f"{TEAM_KEYS}: stored in plain text in the stack file: set each with {how}, and "
                     "rotate them (the old values are in your history)"]
     problems = [key_problem(f"{TEAM_KEYS}.{team}", key) for team, key in decoded.items()]
+    # Envoy Gateway refuses a SecurityPolicy whose keys repeat, and the gateway then answers 500
+    # everywhere: one key per team (its teams named, never the key).
+    teams_by_key: dict[str, list[str]] = {}
+    for team, key in decoded.items():
+        teams_by_key.setdefault(key, []).append(team)
+    problems += [f"{TEAM_KEYS}: {', '.join(teams)} have the same key: give each team its own"
+                 for teams in teams_by_key.values() if len(teams) > 1]
     return decoded, [p for p in problems if p]
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from . import charts
 from .node_group import NODE_GROUP_LABEL
@@ -142,10 +143,17 @@ class GatewayControllers(pulumi.ComponentResource):
         super().__init__("llmserve:infra:GatewayControllers", name, None, opts)
         # The AI Gateway docs install Envoy Gateway first, then the AI Gateway's CRDs, then its
         # controller (AIGW:site/versioned_docs/version-1.1/getting-started/installation.md).
+        # The proxies' namespace, made here for its label: the load balancer controller then gives
+        # the proxy pods its readiness gate, so a rollout replaces a pod only once the NLB sees
+        # its successor healthy (kubernetes-sigs/aws-load-balancer-controller v3.5.0
+        # docs/deploy/pod_readiness_gate.md).
+        proxies = k8s.core.v1.Namespace(f"{name}-proxies-ns", metadata={
+            "name": ENVOY_GATEWAY_NAMESPACE, "labels": {"elbv2.k8s.aws/pod-readiness-gate-inject": "enabled"}},
+            opts=pulumi.ResourceOptions(parent=self))
         self.envoy_gateway = charts.release(
             self, f"{name}-envoy-gateway", charts.ENVOY_GATEWAY, "envoy-gateway", ENVOY_GATEWAY_NAMESPACE,
             envoy_gateway_values(args.rate_limit_redis_url, args.fail_closed),
-            depends_on=[*args.nodes])
+            depends_on=[*args.nodes, proxies])
         self.cert_manager = charts.release(
             self, f"{name}-cert-manager", charts.CERT_MANAGER, "cert-manager", CERT_MANAGER_NAMESPACE,
             cert_manager_values(), depends_on=[*args.nodes])

@@ -67,6 +67,7 @@ class ModelGatewayArgs:
     cost_tags: dict[str, str] = field(default_factory=dict)
     # The controllers (infra/gateway_controllers.py) whose CRDs and webhooks these resources need.
     controllers: Optional[pulumi.Resource] = None
+    load_balancer_controller: Optional[pulumi.Resource] = None  # Addons.load_balancer_controller
     # Prometheus: the release whose CRDs the PodMonitor needs, and the labels it selects by.
     monitoring: Optional[pulumi.Resource] = None
     prometheus_selector: Optional[dict[str, str]] = None
@@ -115,7 +116,9 @@ class ModelGateway(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelGatewayArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmserve:serving:ModelGateway", name, None, opts)
         config, ns = args.config, args.namespace
-        after = [args.controllers] if args.controllers is not None else []
+        # The load balancer controller too: on `pulumi destroy` Envoy's Service (its NLB) must go
+        # before the controller that removes the NLB and the Service's finalizer.
+        after = [r for r in (args.controllers, args.load_balancer_controller) if r is not None]
         child = pulumi.ResourceOptions(parent=self, depends_on=after)
 
         def custom(kind: str, api: str, suffix: str, obj_name: str, spec: dict,
@@ -135,7 +138,12 @@ class ModelGateway(pulumi.ComponentResource):
 
         custom("GatewayClass", "gateway.networking.k8s.io/v1", "class", GATEWAY,
                {"controllerName": GATEWAY_CONTROLLER_NAME}, namespaced=False)
-        custom("EnvoyProxy", "gateway.envoyproxy.io/v1alpha1", "proxy", GATEWAY, {"provider": {
+        # A stopping proxy drains for the longest route's timeout, not Envoy Gateway's 60 s: a
+        # rollout of the proxies does not cut the generations in flight (EnvoyProxy
+        # spec.shutdown.drainTimeout, envoyproxy/gateway v1.8.3 api/v1alpha1/envoyproxy_types.go).
+        drain = max((m.generation_seconds + TIMEOUT_MARGIN_SECONDS for m in args.models), default=60)
+        custom("EnvoyProxy", "gateway.envoyproxy.io/v1alpha1", "proxy", GATEWAY, {
+            "shutdown": {"drainTimeout": f"{drain}s"}, "provider": {
             "type": "Kubernetes", "kubernetes": {
                 "envoyService": {
                     "annotations": service_annotations(config, args.subnet_ids, args.cost_tags),
@@ -143,6 +151,8 @@ class ModelGateway(pulumi.ComponentResource):
                     # probe the nodes' health-check port, which no pod serves).
                     "externalTrafficPolicy": "Cluster",
                     "loadBalancerSourceRanges": list(config.allowed_cidrs or args.source_cidrs)},
+                # One proxy at a time may go (a node drain, a rollout).
+                "envoyPDB": {"minAvailable": 1},
                 "envoyDeployment": {"replicas": 2, "pod": {"topologySpreadConstraints": [{
                     "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
                     "whenUnsatisfiable": "ScheduleAnyway",

@@ -119,7 +119,9 @@ def test_install_order(plain):
     nodes."""
     found = releases(plain)
     deps = {name: names(r.dependencies) for name, r in found.items()}
-    assert deps["envoy-gateway"] == {"system-nodes"} and deps["cert-manager"] == {"system-nodes"}
+    # Envoy Gateway after its namespace, made with the load balancer controller's readiness-gate label.
+    assert deps["envoy-gateway"] == {"system-nodes", "llmserve-test-gateway-proxies-ns"}
+    assert deps["cert-manager"] == {"system-nodes"}
     assert deps["ai-gateway-crds"] == {found["envoy-gateway"].name}
     assert deps["ai-gateway"] == {found["ai-gateway-crds"].name, found["cert-manager"].name}
 

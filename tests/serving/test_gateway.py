@@ -262,3 +262,27 @@ def test_the_gateway_is_scraped_alerted_and_on_a_dashboard(run):
     dashboards = [mockrun.reveal(r.inputs) for r in run.of_type("kubernetes:core/v1:ConfigMap")
                   if "llmserve-gateway.json" in (r.inputs.get("data") or {})]
     assert len(dashboards) == 1
+
+
+def test_proxies_drain_for_the_longest_generation_and_one_at_a_time(run):
+    spec = _custom(run)["EnvoyProxy", "llmserve"]["spec"]
+    [route] = [v for (kind, _), v in _custom(run).items() if kind == "AIGatewayRoute"]
+    # Envoy Gateway's 60 s drain would cut generations in flight on a proxy rollout.
+    assert spec["shutdown"]["drainTimeout"] == route["spec"]["rules"][0]["timeouts"]["request"]
+    assert spec["provider"]["kubernetes"]["envoyPDB"] == {"minAvailable": 1}
+    # The NLB goes before the controller that removes it (pulumi destroy).
+    [proxy] = [r for r in run.resources if r.type.endswith("EnvoyProxy")]
+    lbc = next(r for r in run.of_type("kubernetes:helm.sh/v3:Release")
+               if r.inputs["name"] == "aws-load-balancer-controller")
+    assert lbc.urn in proxy.dependencies
+    namespace = next(r for r in run.of_type("kubernetes:core/v1:Namespace")
+                     if r.inputs["metadata"]["name"] == gateway.PROXY_NAMESPACE)
+    assert namespace.inputs["metadata"]["labels"] == {"elbv2.k8s.aws/pod-readiness-gate-inject": "enabled"}
+
+
+def test_two_teams_with_one_key_are_refused_without_the_key():
+    settings = gateway_settings()
+    settings["teamKeys"] = json.dumps({"research": KEY, "search": KEY})
+    message = _error(settings, secret_keys=("teamKeys",))
+    assert "teamKeys: research, search have the same key: give each team its own" in message
+    assert KEY not in message
