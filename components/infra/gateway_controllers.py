@@ -85,8 +85,12 @@ def envoy_gateway_values(rate_limit_redis_url: Optional[pulumi.Input[str]] = Non
         }
         # The ratelimit Deployment Envoy Gateway runs (EG:api/v1alpha1/envoygateway_types.go
         # rateLimitDeployment, a KubernetesDeploymentSpec) goes where the controller is.
-        envoy_gateway["provider"] = {"kubernetes": {"rateLimitDeployment": {
-            "pod": {"nodeSelector": SYSTEM_NODES}}}}
+        # Two replicas and a PDB: a rescheduled limiter would otherwise let every request through
+        # while it restarts (fail-open). EG api/v1alpha1/envoygateway_types.go RateLimitDeployment,
+        # RateLimitPDB.
+        envoy_gateway["provider"] = {"kubernetes": {
+            "rateLimitDeployment": {"replicas": 2, "pod": {"nodeSelector": SYSTEM_NODES}},
+            "rateLimitPDB": {"minAvailable": 1}}}
     return {
         "config": {"envoyGateway": envoy_gateway},
         "deployment": {"pod": {"nodeSelector": SYSTEM_NODES}},
@@ -119,6 +123,13 @@ def ai_gateway_values() -> dict:
         "replicaCount": 2,
         "podDisruptionBudget": {"enabled": True},
         "nodeSelector": SYSTEM_NODES,
+        # On two nodes: one node lost must not take both replicas (and the webhook) down.
+        "topologySpreadConstraints": [{
+            "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+            # The chart's selector labels: its name and the release's
+            # (AIGW:manifests/charts/ai-gateway-helm/templates/_helpers.tpl, controller.selectorLabels).
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "ai-gateway-helm",
+                                              "app.kubernetes.io/instance": "ai-gateway"}}}],
     }}
 
 

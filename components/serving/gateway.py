@@ -27,7 +27,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from ..config.gateway import GatewayConfig
-from ..infra.gateway_controllers import ENVOY_GATEWAY_NAMESPACE, GATEWAY_CONTROLLER_NAME, proxy_labels
+from ..infra.gateway_controllers import ENVOY_GATEWAY_NAMESPACE, GATEWAY_CONTROLLER_NAME, SYSTEM_NODES, proxy_labels
 from ..infra.secrets import SECRET_DATA
 from .gateway_monitoring import gateway_pod_monitor
 
@@ -102,8 +102,13 @@ def service_annotations(config: GatewayConfig, subnet_ids: list[pulumi.Input[str
     """The NLB the AWS Load Balancer Controller makes for Envoy's Service (kubernetes-sigs/
     aws-load-balancer-controller v3.5.0 docs/guide/service/annotations.md)."""
     prefix = "service.beta.kubernetes.io/aws-load-balancer-"
-    tls = {f"{prefix}ssl-cert": config.certificate_arn, f"{prefix}ssl-ports": "443"} if config.certificate_arn else {}
+    # TLS 1.2 and 1.3 only: the load balancer controller's default policy (ELBSecurityPolicy-2016-08)
+    # still allows TLS 1.0 and 1.1 for a listener that carries the teams' keys.
+    tls = {f"{prefix}ssl-cert": config.certificate_arn, f"{prefix}ssl-ports": "443",
+           f"{prefix}ssl-negotiation-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06"} if config.certificate_arn else {}
     return {f"{prefix}type": "external", f"{prefix}nlb-target-type": "ip", f"{prefix}scheme": config.scheme,
+            # Every NLB node reaches both Envoy pods, whichever AZs they run in (off by default).
+            f"{prefix}attributes": "load_balancing.cross_zone.enabled=true",
             **tls,
             **({f"{prefix}subnets": pulumi.Output.all(*subnet_ids).apply(",".join)} if subnet_ids else {}),
             **({f"{prefix}additional-resource-tags": ",".join(f"{k}={v}" for k, v in sorted(cost_tags.items()))}
@@ -153,7 +158,7 @@ class ModelGateway(pulumi.ComponentResource):
                     "loadBalancerSourceRanges": list(config.allowed_cidrs or args.source_cidrs)},
                 # One proxy at a time may go (a node drain, a rollout).
                 "envoyPDB": {"minAvailable": 1},
-                "envoyDeployment": {"replicas": 2, "pod": {"topologySpreadConstraints": [{
+                "envoyDeployment": {"replicas": 2, "pod": {"nodeSelector": SYSTEM_NODES, "topologySpreadConstraints": [{
                     "maxSkew": 1, "topologyKey": "topology.kubernetes.io/zone",
                     "whenUnsatisfiable": "ScheduleAnyway",
                     "labelSelector": {"matchLabels": PROXY_PODS}}]}},
@@ -168,7 +173,9 @@ class ModelGateway(pulumi.ComponentResource):
         })
         gateway_ref = [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY}]
         custom("ClientTrafficPolicy", "gateway.envoyproxy.io/v1alpha1", "client", GATEWAY, {
-            "targetRefs": gateway_ref, "connection": {"bufferLimit": BUFFER_LIMIT}})
+            "targetRefs": gateway_ref, "connection": {"bufferLimit": BUFFER_LIMIT},
+            # Below the NLB's 350 s idle timeout: Envoy closes what the NLB would drop silently.
+            "timeout": {"http": {"idleTimeout": "300s"}}})
         custom("SecurityPolicy", "gateway.envoyproxy.io/v1alpha1", "keys", GATEWAY, {
             "targetRefs": gateway_ref,
             "apiKeyAuth": {"credentialRefs": [{"group": "", "kind": "Secret", "name": secret.metadata.name}],

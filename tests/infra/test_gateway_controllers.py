@@ -165,7 +165,9 @@ def test_rate_limit_on_the_stacks_redis_over_tls_failing_open(with_redis):
         "failClosed": False}
     # The ratelimit pods next to the controller; no image override (the chart's own is newer
     # than the one in the AI Gateway's example).
-    assert config["provider"] == {"kubernetes": {"rateLimitDeployment": {"pod": {"nodeSelector": SYSTEM}}}}
+    # Two limiters and a PDB: one rescheduled does not let the quotas fail open.
+    assert config["provider"] == {"kubernetes": {
+        "rateLimitDeployment": {"replicas": 2, "pod": {"nodeSelector": SYSTEM}}, "rateLimitPDB": {"minAvailable": 1}}}
     assert {k: v for k, v in config.items() if k not in ("rateLimit", "provider")} == AIGW_REQUIRED
 
 
@@ -198,6 +200,11 @@ def test_the_ai_gateway_controller_survives_a_drain(plain):
     controller = values(plain, "ai-gateway")["controller"]
     assert controller["replicaCount"] == 2 and controller["podDisruptionBudget"] == {"enabled": True}
     assert chart_values("ai-gateway-helm")["controller"]["podDisruptionBudget"]["minAvailable"] == 1
+    # On two nodes, selected by the chart's own selector labels (its name, the release's name).
+    [spread] = controller["topologySpreadConstraints"]
+    assert (spread["topologyKey"], spread["whenUnsatisfiable"]) == ("kubernetes.io/hostname", "DoNotSchedule")
+    assert spread["labelSelector"]["matchLabels"] == {"app.kubernetes.io/name": "ai-gateway-helm",
+                                                      "app.kubernetes.io/instance": "ai-gateway"}
 
 
 def test_controllers_run_on_the_system_nodes(with_redis):

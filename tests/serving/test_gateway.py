@@ -286,3 +286,14 @@ def test_two_teams_with_one_key_are_refused_without_the_key():
     message = _error(settings, secret_keys=("teamKeys",))
     assert "teamKeys: research, search have the same key: give each team its own" in message
     assert KEY not in message
+
+
+def test_the_nlb_speaks_modern_tls_across_zones_and_envoy_stays_on_the_system_nodes(run):
+    spec = _custom(run)["EnvoyProxy", "llmserve"]["spec"]["provider"]["kubernetes"]
+    a = spec["envoyService"]["annotations"]
+    prefix = "service.beta.kubernetes.io/aws-load-balancer-"
+    assert a[f"{prefix}ssl-negotiation-policy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+    assert a[f"{prefix}attributes"] == "load_balancing.cross_zone.enabled=true"
+    assert spec["envoyDeployment"]["pod"]["nodeSelector"] == {"llmserve/node-group": "system"}
+    # Envoy closes idle client connections before the NLB's fixed 350 s would, silently.
+    assert _custom(run)["ClientTrafficPolicy", "llmserve"]["spec"]["timeout"] == {"http": {"idleTimeout": "300s"}}
