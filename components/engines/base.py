@@ -10,7 +10,8 @@ from typing import Callable, Iterable, Mapping, Optional
 
 from ..config import Slot
 from ..planning.catalog import GpuInstance
-from ..planning.planner import MAX_NODE_PROVISION_SECONDS, PRESTOP_SECONDS, MemoryModel, Plan
+from ..planning.cold_start import MAX_NODE_PROVISION_SECONDS
+from ..planning.planner import PRESTOP_SECONDS, MemoryModel, Plan
 
 PROBE_PERIOD_SECONDS = 10
 # What the download Jobs fetch of a model repo: weights, config, tokenizer and custom code (as

@@ -32,7 +32,8 @@ from typing import Optional
 from ..config import Slot
 from ..planning.catalog import GpuInstance
 from ..planning.lock import LockEntry
-from ..planning.planner import MIB, MemoryModel, Plan, Request, Startup, image_pull_seconds
+from ..planning.cold_start import Startup, image_pull_seconds
+from ..planning.planner import MIB, MemoryModel, Plan, Request
 from .base import DOWNLOAD_PATTERNS, SKIPPED_PATTERNS, Engine, drain_seconds
 from .base import Resources, pod_resources  # noqa: F401 (their home before base.py)
 

@@ -57,7 +57,8 @@ from ..config import Slot
 from ..config.ingress import IDLE_TIMEOUT_MAX_SECONDS
 from ..planning.catalog import GpuInstance
 from ..planning.lock import LockEntry
-from ..planning.planner import GIB, MemoryModel, Plan, Request, Startup
+from ..planning.cold_start import Startup
+from ..planning.planner import GIB, MemoryModel, Plan, Request
 from .base import (DOWNLOAD_PATTERNS, MODEL_URI_ENV, SKIPPED_PATTERNS, Engine, drain_seconds,
                    startup_seconds)
 

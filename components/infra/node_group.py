@@ -11,7 +11,7 @@ import pulumi
 from pulumi_aws import autoscaling, ec2, eks
 
 from ..config.node_groups import CapacityReservationConfig
-from ..planning.planner import FAST_PULL_DISK_MIBPS
+from ..planning.cold_start import FAST_PULL_DISK_MIBPS
 
 # The label our workloads select node groups by. EKS's own `eks.amazonaws.com/nodegroup` label
 # carries the auto-generated AWS name (with a random suffix), which a config cannot know.

@@ -1,4 +1,4 @@
-"""The cold start by stage (planning/planner.py ColdStart, docs/cold-start.md): the stages and what
+"""The cold start by stage (planning/cold_start.py ColdStart, docs/cold-start.md): the stages and what
 changes them, the startup probe and Pulumi's waits derived from them, and the plan command."""
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from hypothesis import given, settings, strategies as st
 from components.engines import tgi, vllm
 from components.engines.registry import ENGINES, MEMORY_MODELS
 from components.offline import mockrun
-from components.planning import planner
 from components.planning.catalog import CATALOG
 from components.planning.lock import read
-from components.planning.planner import ColdStart, Request, cold_start, plan
+from components.planning import cold_start as stages
+from components.planning.cold_start import ColdStart, cold_start
+from components.planning.planner import Request, plan
 from components.planning.plans import plan_models, slot_request
 
 from ..conftest import ROOT, cli, run_settings, stack_settings, validate_settings
@@ -51,9 +52,9 @@ def test_the_stages_add_up(engine):
     assert c.new_node_seconds == sum(_stages(c).values())
     assert c.warm_node_seconds < c.new_node_seconds
     # Each stage is its constant or its bytes over its rate.
-    assert c.node_seconds == planner.AUTOSCALER_SECONDS + planner.NODE_READY_SECONDS
-    assert c.gpu_seconds == planner.GPU_REGISTRATION_SECONDS
-    assert c.image_seconds == math.ceil(startup.image_bytes / planner.PULL_BYTES_PER_SECOND[False, False])
+    assert c.node_seconds == stages.AUTOSCALER_SECONDS + stages.NODE_READY_SECONDS
+    assert c.gpu_seconds == stages.GPU_REGISTRATION_SECONDS
+    assert c.image_seconds == math.ceil(startup.image_bytes / stages.PULL_BYTES_PER_SECOND[False, False])
     assert c.weights_seconds == math.ceil(QWEN_7B.weights_bytes / (startup.load_mibps["efs"] * 2**20))
     assert c.process_seconds == startup.process_seconds
 
@@ -178,7 +179,7 @@ def test_the_probe_and_pulumi_s_waits_derive_from_the_plan(prod_run):
             # and the node at least as long as the Cluster Autoscaler tries.
             assert create >= 2 * c.new_node_seconds
             assert create >= budget + c.node_seconds + c.gpu_seconds + c.image_seconds
-            assert create >= planner.MAX_NODE_PROVISION_SECONDS + 2 * c.image_seconds + budget - start["periodSeconds"]
+            assert create >= stages.MAX_NODE_PROVISION_SECONDS + 2 * c.image_seconds + budget - start["periodSeconds"]
             grace = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
             assert d["spec"]["progressDeadlineSeconds"] == create + grace
             assert int(timeouts["update"].rstrip("s")) == (create + grace) * models[name]["replicas"]["max"]
@@ -199,8 +200,8 @@ def test_fast_image_pull_shortens_pulumi_s_wait_by_twice_the_image_stage(dev_set
 
 
 def test_the_download_job_waits_for_the_slowest_pull_of_tgi_s_image():
-    upstream = planner.image_pull_seconds(tgi.IMAGE_BYTES, False, False)
-    assert upstream > planner.image_pull_seconds(tgi.IMAGE_BYTES, True, True)
+    upstream = stages.image_pull_seconds(tgi.IMAGE_BYTES, False, False)
+    assert upstream > stages.image_pull_seconds(tgi.IMAGE_BYTES, True, True)
     weights = QWEN_72B.weights_bytes
     assert tgi.job_timeout_seconds(weights) >= upstream + 2 * tgi.download_seconds(weights)
 
