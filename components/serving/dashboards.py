@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Optional
 
 from ..config.gateway import GatewayConfig
-from .alerts import (ERRORS, GATEWAY_FORBIDDEN, GATEWAY_LISTENERS, GATEWAY_OVER_LIMIT, GATEWAY_QUOTA,
-                     GATEWAY_RESPONSES, GATEWAY_SPENT, GATEWAY_TOKENS, GATEWAY_UNAUTHORIZED, SLOW_QUEUE,
-                     VLLM_ERRORS, VLLM_FIRST_TOKEN_SECONDS, VLLM_SLOW_FIRST_TOKEN, team_quotas)
+from .alerts import ERRORS, SLOW_QUEUE, VLLM_ERRORS, VLLM_FIRST_TOKEN_SECONDS, VLLM_SLOW_FIRST_TOKEN
+from .gateway_alerts import (GATEWAY_FORBIDDEN, GATEWAY_LISTENERS, GATEWAY_OVER_LIMIT, GATEWAY_QUOTA,
+                             GATEWAY_RESPONSES, GATEWAY_SPENT, GATEWAY_TOKENS, GATEWAY_UNAUTHORIZED, team_quotas)
 
 DASHBOARD_FILE = "llmserve-tgi.json"  # its key in the dashboards ConfigMap
 VLLM_DASHBOARD_FILE = "llmserve-vllm.json"

@@ -2,7 +2,7 @@
 the AI Gateway's ext_proc sidecar (its GenAI metrics: tokens, request duration, time to first
 token and per output token, by team and model) and Envoy itself (its stats: responses by class,
 the refusals of the key check, the authorization and the rate limit). The alerts and the
-dashboard that read them: alerts.gateway_rules, dashboards.gateway_dashboard.
+dashboard that read them: gateway_alerts.gateway_rules, dashboards.gateway_dashboard.
 
 The same scrape as the AI Gateway's example (envoyproxy/ai-gateway v1.1.0
 examples/monitoring/monitoring.yaml), as a PodMonitor of the Prometheus Operator. The PodMonitor

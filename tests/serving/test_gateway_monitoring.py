@@ -19,7 +19,7 @@ from components.config.monitoring import SloConfig
 from components.infra.gateway_controllers import ENVOY_GATEWAY_NAMESPACE
 from components.infra.monitoring import SELECTED
 from components.offline import mockrun
-from components.serving import alerts, dashboards, gateway, gateway_monitoring
+from components.serving import alerts, dashboards, gateway, gateway_alerts, gateway_monitoring
 
 from ..charts import validate_custom_resource
 from ..conftest import ROOT
@@ -200,13 +200,13 @@ def test_without_quotas_no_quota_rules():
 
 def test_each_quota_is_a_series_of_its_team_and_only_its_windows_are_watched(rules):
     quotas = {(r["record"], r["labels"]["team_id"]): r["expr"] for r in _gateway_rules(rules)
-              if r.get("record", "").startswith(alerts.GATEWAY_QUOTA)}
+              if r.get("record", "").startswith(gateway_alerts.GATEWAY_QUOTA)}
     assert quotas == {("team:gateway_token_quota:per_minute", "research"): "vector(1000)",
                       ("team:gateway_token_quota:per_day", "research"): "vector(100000)",
                       ("team:gateway_token_quota:per_day", "search"): "vector(50000)"}
     day_only = GatewayConfig.model_validate({"hostname": "llm.example.com", "teams": [
         {"name": "search", "tokensPerDay": 50000}]})
-    group = alerts.gateway_rules(day_only, AlertThresholds(), URL)
+    group = gateway_alerts.gateway_rules(day_only, AlertThresholds(), URL)
     text = yaml.safe_dump(group)
     assert "per_minute" not in text and "increase1m" not in text and "per_day" in text
 
@@ -214,7 +214,7 @@ def test_each_quota_is_a_series_of_its_team_and_only_its_windows_are_watched(rul
 def test_tokens_are_input_and_output_only():
     """cached_input and cache_creation_input are parts of input, reasoning of output
     (AIGW v1.1.0 internal/translator/openai_openai.go, internal/metrics/metrics.go)."""
-    kinds = re.search(r'gen_ai_token_type=~"([^"]+)"', alerts.GATEWAY_TOKENS)[1].split("|")
+    kinds = re.search(r'gen_ai_token_type=~"([^"]+)"', gateway_alerts.GATEWAY_TOKENS)[1].split("|")
     assert sorted(kinds) == ["input", "output"]
     assert set(kinds) <= TOKEN_TYPES
 
@@ -240,7 +240,7 @@ def test_only_metrics_the_gateway_exports_are_used(rules):
 
 
 def test_the_scrape_job_is_the_pod_monitors():
-    assert alerts.GATEWAY_SCRAPE_JOB == f"{ENVOY_GATEWAY_NAMESPACE}/{gateway_monitoring.MONITOR_NAME}"
+    assert gateway_alerts.GATEWAY_SCRAPE_JOB == f"{ENVOY_GATEWAY_NAMESPACE}/{gateway_monitoring.MONITOR_NAME}"
     assert gateway.PROXY_NAMESPACE == ENVOY_GATEWAY_NAMESPACE
 
 
