@@ -39,6 +39,8 @@ USE_ANNOTATION = "use-annotation"
 # weights are 0-999 (ELBv2 API, TargetGroupTuple); a group's share is its weight over their sum.
 ACTIVE_WEIGHT = 100
 
+SERVICE_PORT = 80  # the http port of the model's and its slots' Services (the gateway's Backends reach it)
+
 
 def tags_annotation(tags: dict[str, str]) -> dict[str, str]:
     return {TAGS: ",".join(f"{k}={v}" for k, v in sorted(tags.items()))} if tags else {}
@@ -73,7 +75,7 @@ def service(scope: Scope, active: str, engine: Engine, ready: Optional[pulumi.Re
         "type": "ClusterIP",
         # Blue-green: traffic goes to the active slot only.
         "selector": {MODEL_LABEL: scope.model, SLOT_LABEL: active},
-        "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"},
+        "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"},
                   {"name": "metrics", "port": engine.port(engine.metrics_port),
                    "targetPort": engine.metrics_port, "protocol": "TCP"}],
     }, opts=scope.opts(depends_on=[ready] if ready else []))
@@ -94,7 +96,7 @@ def slot_service(scope: Scope, slot: str, tags: Optional[dict[str, str]] = None)
     return k8s.core.v1.Service(f"{scope.name}-svc-{slot}", metadata=metadata, spec={
         "type": "ClusterIP",
         "selector": {MODEL_LABEL: scope.model, SLOT_LABEL: slot},
-        "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
+        "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
     }, opts=scope.opts())
 
 

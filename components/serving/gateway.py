@@ -29,6 +29,7 @@ import pulumi_random as random
 from ..config.gateway import GatewayConfig
 from ..infra.gateway_controllers import ENVOY_GATEWAY_NAMESPACE, GATEWAY_CONTROLLER_NAME, SYSTEM_NODES, proxy_labels
 from ..infra.secrets import SECRET_DATA
+from .exposure import SERVICE_PORT
 from .gateway_monitoring import gateway_pod_monitor
 
 GATEWAY = "llmserve"  # the Gateway's and GatewayClass's name
@@ -47,7 +48,6 @@ BUFFER_LIMIT = "50Mi"
 TOKENS_METADATA = {"namespace": "io.envoy.ai_gateway", "key": "llm_total_token"}
 # Beyond the generation itself: queueing and the prompt's prefill.
 TIMEOUT_MARGIN_SECONDS = 60
-SERVICE_PORT = 80  # the model Service's http port (exposure.py)
 
 
 @dataclass
