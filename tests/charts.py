@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Iterator
 
 import jsonschema
+import kubernetes_validate
 import yaml
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -67,12 +69,27 @@ def _unknown(chart: str, defaults: Any, values: Any, path: str) -> Iterator[str]
         yield from _unknown(chart, default, value, where)
 
 
+def validate_manifest(manifest: dict, kubernetes_version: str) -> None:
+    """A rendered object against the API server's schemas (kubernetes-validate, strict) or, for a
+    custom resource, its CRD in tests/data/crds; raises either validator's error."""
+    if manifest["apiVersion"].split("/")[0] in {crd["spec"]["group"] for crd in _crds()}:
+        validate_custom_resource(manifest)
+    else:
+        kubernetes_validate.validate(manifest, kubernetes_version, strict=True)
+
+
+@functools.cache
+def _crds() -> tuple[dict, ...]:
+    """The vendored CRDs, read once (some are megabytes of YAML)."""
+    return tuple(doc for path in sorted(CRDS.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text())
+                 if doc and doc.get("kind") == "CustomResourceDefinition")
+
+
 def _crd_schema(kind: str) -> dict:
-    for path in CRDS.glob("*.yaml"):
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "CustomResourceDefinition" and doc["spec"]["names"]["kind"] == kind:
-                [version] = [v for v in doc["spec"]["versions"] if v.get("storage")]
-                return version["schema"]["openAPIV3Schema"]
+    for doc in _crds():
+        if doc["spec"]["names"]["kind"] == kind:
+            [version] = [v for v in doc["spec"]["versions"] if v.get("storage")]
+            return version["schema"]["openAPIV3Schema"]  # _strict copies it
     raise LookupError(f"no CRD for {kind} in {CRDS}")
 
 

@@ -18,6 +18,16 @@ from components.offline import mockrun
 
 ROOT = Path(__file__).resolve().parent.parent
 STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in ROOT.glob("Pulumi.*.yaml"))
+# Stacks only the tests build (tests/data/stacks): `ingress` is prod with the per-model ALB Ingress
+# instead of the gateway.
+TEST_STACKS = ROOT / "tests" / "data" / "stacks"
+ALL_STACKS = STACKS + sorted(p.name[len("Pulumi."):-len(".yaml")] for p in TEST_STACKS.glob("Pulumi.*.yaml"))
+
+
+def stack_path(stack: str) -> Path:
+    """The stack file of a shipped stack, or of a stack only the tests build."""
+    shipped = ROOT / f"Pulumi.{stack}.yaml"
+    return shipped if shipped.exists() else TEST_STACKS / f"Pulumi.{stack}.yaml"
 
 
 # TGI's settings, routes and metrics at the pinned tag, as data the tests own (sources inside).
@@ -31,7 +41,7 @@ def validate_settings(raw: dict) -> config.StackConfig:
 
 def stack_settings(stack: str) -> dict:
     """The project's settings of a stack file, keys without the namespace."""
-    doc = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    doc = yaml.safe_load(stack_path(stack).read_text())["config"]
     return {k.split(":", 1)[1]: v for k, v in doc.items() if k.startswith(f"{PROJECT}:")}
 
 
@@ -62,10 +72,10 @@ def dev_settings() -> dict:
 
 @pytest.fixture(scope="session")
 def stack_runs() -> dict[str, mockrun.Run]:
-    """Each stack file run once through the program (as render does)."""
+    """Each stack file (shipped and the tests') run once through the program (as render does)."""
     runs = {}
-    for stack in STACKS:
-        config, secret_keys = stack_file.read(ROOT / f"Pulumi.{stack}.yaml", PROJECT)
+    for stack in ALL_STACKS:
+        config, secret_keys = stack_file.read(stack_path(stack), PROJECT)
         config, secret_keys, _ = mockrun.stand_in_secrets(config, secret_keys, PROJECT)
         runs[stack] = mockrun.run_program(stack, config, secret_keys)
     return runs
@@ -82,12 +92,18 @@ def prod_run(stack_runs) -> mockrun.Run:
 
 
 @pytest.fixture(scope="session")
+def ingress_run(stack_runs) -> mockrun.Run:
+    """Prod with the per-model ALB Ingress instead of the gateway."""
+    return stack_runs["ingress"]
+
+
+@pytest.fixture(scope="session")
 def rendered(tmp_path_factory) -> dict[str, Path]:
-    """Every stack file rendered by the real command, once per test session."""
+    """Every stack file (shipped and the tests') rendered by the real command, once per session."""
     out = {}
-    for stack in STACKS:
+    for stack in ALL_STACKS:
         out[stack] = tmp_path_factory.mktemp(stack)
-        result = cli("render", "--stack", stack, "--out", str(out[stack]))
+        result = cli("render", "--stack", stack, "--out", str(out[stack]), "--config-file", str(stack_path(stack)))
         assert result.returncode == 0, result.stderr
         assert f"rendered stack {stack}" in result.stdout
         assert "aws:eks/cluster:Cluster" in result.stdout  # the summary per type

@@ -15,6 +15,7 @@ from components.offline import mockrun
 
 from ..charts import CHARTS, CRDS, provenance, unknown_keys, validate_custom_resource
 from ..conftest import ROOT, STACKS, names, run_settings
+from .test_gateway_controllers import RELEASES as GATEWAY_RELEASES
 
 RELEASE = "kubernetes:helm.sh/v3:Release"
 RELEASES = {  # release name: (chart, version, repository, namespace), as published (tests/data/charts)
@@ -23,6 +24,7 @@ RELEASES = {  # release name: (chart, version, repository, namespace), as publis
     "gpu-operator": ("gpu-operator", "v26.7.0", "https://helm.ngc.nvidia.com/nvidia", "gpu-operator"),
     "aws-load-balancer-controller": ("aws-load-balancer-controller", "3.5.0", "https://aws.github.io/eks-charts", "kube-system"),
     "cluster-autoscaler": ("cluster-autoscaler", "9.59.0", "https://kubernetes.github.io/autoscaler", "kube-system"),
+    **GATEWAY_RELEASES,  # the gateway's (both shipped stacks have it)
 }
 
 
@@ -39,8 +41,11 @@ def test_every_release_is_a_pinned_published_chart(prod_run):
     assert set(found) == set(RELEASES)
     for name, (chart, version, repo, namespace) in RELEASES.items():
         r = found[name]
-        assert (r["chart"], r["version"], r["repositoryOpts"]["repo"], r["namespace"]) == \
-            (chart, version, repo, namespace)
+        if repo.startswith("oci://"):  # an OCI chart is named by its full reference
+            assert (r["chart"], r["version"], r["namespace"]) == (f"{repo}/{chart}", version, namespace)
+        else:
+            assert (r["chart"], r["version"], r["repositoryOpts"]["repo"], r["namespace"]) == \
+                (chart, version, repo, namespace)
         fixture = provenance(chart)  # the values.yaml the tests check against is that release's
         assert (fixture["version"], fixture["helmRepository"]) == (version, repo), chart
 
@@ -114,8 +119,14 @@ def test_crds_exist_before_the_resources_that_use_them(prod_run):
     # DCGM's ServiceMonitor comes with the GPU operator; the adapter needs Prometheus.
     for name in ("gpu-operator", "prometheus-adapter"):
         assert stack in names(_release(prod_run, name).dependencies)
-    lbc = _release(prod_run, "aws-load-balancer-controller").name
-    for ingress in prod_run.of_type("kubernetes:networking.k8s.io/v1:Ingress"):
+
+
+
+def test_ingresses_wait_for_the_load_balancer_controller(ingress_run):
+    lbc = _release(ingress_run, "aws-load-balancer-controller").name
+    ingresses = ingress_run.of_type("kubernetes:networking.k8s.io/v1:Ingress")
+    assert ingresses
+    for ingress in ingresses:
         assert lbc in names(ingress.dependencies)
 
 

@@ -31,7 +31,7 @@ def test_one_mount_target_per_az_reachable_only_from_the_nodes(prod_run):
     mounts = prod_run.of_type("aws:efs/mountTarget:MountTarget")
     assert len(mounts) == 3
     assert sorted(n for m in mounts for n in names(m.dependencies) if "-private-" in n) == private
-    sg = prod_run.one("aws:ec2/securityGroup:SecurityGroup")
+    sg = prod_run.one("aws:ec2/securityGroup:SecurityGroup", "llmserve-prod-cache-sg")
     assert all(m.inputs["securityGroups"] == [sg.id] for m in mounts)
     [rule] = prod_run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
     assert rule.inputs["securityGroupId"] == sg.id

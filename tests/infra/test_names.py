@@ -24,13 +24,18 @@ AWS_NAME_MAX = {
     "aws:kms/alias:Alias": 256,  # KMS CreateAlias
     "aws:wafv2/webAcl:WebAcl": 128,  # WAFv2 CreateWebACL
     "aws:s3/bucket:Bucket": 63,  # S3 bucket naming rules
+    # ElastiCache CreateReplicationGroup: ReplicationGroupId, 1 to 40 characters
+    "aws:elasticache/replicationGroup:ReplicationGroup": 40,
+    "aws:elasticache/subnetGroup:SubnetGroup": 255,  # CreateCacheSubnetGroup
 }
+NAME_OUTPUT = {"aws:eks/nodeGroup:NodeGroup": "nodeGroupName",
+               "aws:elasticache/replicationGroup:ReplicationGroup": "replicationGroupId"}
 DNS_1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS_1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
-def longest_names() -> dict:
-    settings = stack_settings("prod")
+def longest_names(stack: str) -> dict:
+    settings = stack_settings(stack)
     cluster = "c" * CLUSTER_NAME_MAX
     settings["cluster"]["name"] = cluster
     group = "g" * (CLUSTER_AND_GROUP_MAX - len(cluster))
@@ -39,7 +44,10 @@ def longest_names() -> dict:
     for m in settings["models"]:
         if m["nodeGroup"] == old:
             m["nodeGroup"] = group
+    old = settings["models"][0]["name"]
     settings["models"][0]["name"] = "m" * 40
+    for team in settings.get("gateway", {}).get("teams", []):
+        team["models"] = [("m" * 40 if m == old else m) for m in team.get("models", [])] or None
     # The pull-through cache allows a cluster name of 19 characters at most (refused beyond:
     # tests/config/test_images.py); its own names are far from their limits.
     settings["images"]["pullThroughCache"] = False
@@ -47,27 +55,28 @@ def longest_names() -> dict:
 
 
 @pytest.fixture(scope="module")
-def longest_run():
-    settings = longest_names()  # prod's, whose receivers need their secrets
+def longest_runs():
+    """Prod (the gateway, its quota store) and prod with the ingress (the WAF), names at their limits."""
     secrets = {"pagerdutyRoutingKey": "R" * 32, "slackWebhookUrl": "https://hooks.slack.com/services/T/B/x",
-               "heartbeatUrl": "https://hc-ping.com/x"}
-    return run_settings({**settings, **secrets}, stack="s" * 40, secret_keys=tuple(secrets))
+               "heartbeatUrl": "https://hc-ping.com/x"}  # prod's receivers need their secrets
+    return [run_settings({**longest_names(stack), **secrets}, stack="s" * 40, secret_keys=tuple(secrets))
+            for stack in ("prod", "ingress")]
 
 
-def test_aws_names_fit(longest_run):
+def test_aws_names_fit(longest_runs):
     checked = set()
-    for r in longest_run.resources:
+    for r in (r for run in longest_runs for r in run.resources):
         limit = AWS_NAME_MAX.get(r.type)
         if limit is None:
             continue
-        name = r.outputs.get("nodeGroupName") or r.outputs["name"]
+        name = r.outputs[NAME_OUTPUT.get(r.type, "name")]
         assert len(name) <= limit, f"{r.type} {name}: {len(name)} characters, AWS allows {limit}"
         checked.add(r.type)
     assert checked == set(AWS_NAME_MAX)  # every limited type was seen
 
 
-def test_kubernetes_names_fit(longest_run):
-    for r in longest_run.resources:
+def test_kubernetes_names_fit(longest_runs):
+    for r in (r for run in longest_runs for r in run.resources):
         meta = r.inputs.get("metadata") if r.custom else None
         if not isinstance(meta, dict) or not isinstance(meta.get("name"), str):
             continue

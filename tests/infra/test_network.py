@@ -86,6 +86,7 @@ EXISTING = {
 
 def test_existing_vpc_is_adopted_and_its_subnets_tagged(dev_settings):
     dev_settings["cluster"]["vpc"] = EXISTING
+    dev_settings["gateway"]["allowedCidrs"] = ["10.0.0.0/8"]  # required on an existing VPC
     run = run_settings(dev_settings)
     assert run.of_type("aws:ec2/vpc:Vpc") == [] and run.of_type(SUBNET) == []
     tags = {(t.inputs["resourceId"], t.inputs["key"]): t.inputs["value"]

@@ -16,7 +16,6 @@ import os
 import re
 from pathlib import Path
 
-import kubernetes_validate
 import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -24,7 +23,7 @@ from hypothesis import strategies as st
 from components.__main__ import main
 from components.planning.catalog import CATALOG
 
-from ..charts import unknown_keys, validate_custom_resource
+from ..charts import unknown_keys, validate_manifest
 from ..conftest import ROOT, STACKS
 
 TOKEN = "hf_PropertyTestToken0123456789"
@@ -149,11 +148,7 @@ def test_render_either_refuses_cleanly_or_builds_what_works(tmp_path_factory, te
     assert files and all(TOKEN not in p.read_text() for p in out.rglob("*") if p.is_file())
     version = yaml.safe_load(text).get("config", {}).get("llmserve:cluster", {}).get("kubernetesVersion", "1.35")
     for path in files:
-        manifest = yaml.safe_load(path.read_text())
-        if manifest["apiVersion"].startswith("monitoring.coreos.com/"):
-            validate_custom_resource(manifest)
-        else:
-            kubernetes_validate.validate(manifest, f"{version}.0", strict=True)
+        validate_manifest(yaml.safe_load(path.read_text()), f"{version}.0")
     for path in (out / "helm").glob("*.yaml"):
         release = yaml.safe_load(path.read_text())
         assert unknown_keys(release["chart"], release["values"]) == [], path.name

@@ -10,31 +10,27 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from ..charts import validate_custom_resource
-from ..conftest import ROOT, STACKS, cli, stack_settings, validate_settings
+from ..charts import validate_manifest
+from ..conftest import ALL_STACKS, ROOT, STACKS, cli, stack_settings, validate_settings
 
 
 def test_shipped_stacks_are_dev_and_prod():
     assert {"dev", "prod"} <= set(STACKS)
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", ALL_STACKS)
 def test_every_kubernetes_object_passes_strict_validation(rendered, stack):
     version = validate_settings(stack_settings(stack)).cluster.kubernetes_version + ".0"
     files = sorted((rendered[stack] / "kubernetes").glob("*.yaml"))
     assert files
     for path in files:
-        manifest = yaml.safe_load(path.read_text())
         try:
-            if manifest["apiVersion"].startswith("monitoring.coreos.com/"):
-                validate_custom_resource(manifest)  # against its CRD in tests/data/crds
-            else:
-                kubernetes_validate.validate(manifest, version, strict=True)
+            validate_manifest(yaml.safe_load(path.read_text()), version)
         except (kubernetes_validate.ValidationError, jsonschema.ValidationError) as exc:
             pytest.fail(f"{path.name}: {str(exc).splitlines()[0]}")
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", ALL_STACKS)
 def test_aws_resources_and_outputs(rendered, stack):
     resources = json.loads((rendered[stack] / "aws.json").read_text())
     types = {r["type"] for r in resources}
@@ -88,8 +84,8 @@ def test_unknown_stack_exits_2(tmp_path):
 
 def test_secrets_never_reach_rendered_files(tmp_path):
     token, key = "hf_PLAINTEXTTOKEN123", "api-key-PLAINTEXT-456"
-    stack_file = _bad_stack(tmp_path, lambda c: c.update({"llmserve:hfToken": token,
-                                                          "llmserve:apiKey": key}))
+    stack_file = _bad_stack(tmp_path, lambda c: (c.pop("llmserve:gateway"), c.update(
+        {"llmserve:hfToken": token, "llmserve:apiKey": key})))  # the shared key: without the gateway
     out = tmp_path / "out"
     result = cli("render", "--stack", "secrets", "--config-file", str(stack_file), "--out", str(out))
     assert result.returncode == 0, result.stderr
@@ -104,7 +100,7 @@ def test_encrypted_stack_values_render(tmp_path):
     """A stack file whose secrets are `secure:` ciphertext (as `pulumi config set --secret`
     writes them) renders without the passphrase: secrets are never shown anyway."""
     stack_file = _bad_stack(tmp_path, lambda c: c.update(
-        {"llmserve:apiKey": {"secure": "v1:0Zw9kTEr5PGhHnTk:5ZIIfb2nQf1Yyq4UEEQG3VYlm6E="}}))
+        {"llmserve:teamKeys": {"platform": {"secure": "v1:0Zw9kTEr5PGhHnTk:5ZIIfb2nQf1Yyq4UEEQG3VYlm6E="}}}))
     result = cli("render", "--stack", "enc", "--config-file", str(stack_file), "--out", str(tmp_path / "o"))
     assert result.returncode == 0, result.stderr
 
@@ -119,12 +115,14 @@ def test_rerender_replaces_earlier_output(tmp_path, rendered):
         p.name for p in (rendered["dev"] / "kubernetes").iterdir())
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", ALL_STACKS)
 def test_helm_releases_are_written_one_file_each(rendered, stack):
     files = sorted((rendered[stack] / "helm").glob("*.yaml"))
-    assert [f.stem for f in files] == ["aws-load-balancer-controller", "cluster-autoscaler",
-                                       "gpu-operator", "kube-prometheus-stack", "prometheus-adapter"]
+    gateway = ["ai-gateway", "ai-gateway-crds", "cert-manager", "envoy-gateway"]
+    assert sorted(f.stem for f in files) == sorted(
+        ["aws-load-balancer-controller", "cluster-autoscaler", "gpu-operator", "kube-prometheus-stack",
+         "prometheus-adapter"] + (gateway if stack_settings(stack).get("gateway") else []))
     for f in files:
         doc = yaml.safe_load(f.read_text())
         assert set(doc) == {"name", "namespace", "chart", "version", "repository", "values"}
-        assert doc["name"] == f.stem and doc["repository"].startswith("https://")
+        assert doc["name"] == f.stem and doc["repository"].startswith(("https://", "oci://"))

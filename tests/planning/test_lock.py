@@ -77,6 +77,8 @@ def hub():
 def _stack(tmp_path: Path, models: list[dict]) -> Path:
     doc = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())
     doc["config"]["llmserve:models"] = [{"nodeGroup": "gpu-24g", **m} for m in models]
+    # Not exposed: the models here are about the Hub, one replica each.
+    del doc["config"]["llmserve:gateway"]
     path = tmp_path / "Pulumi.test.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path

@@ -42,7 +42,7 @@ def test_ingress_on_the_shared_alb(prod_run):
     assert a["alb.ingress.kubernetes.io/scheme"] == "internal"
     assert a["alb.ingress.kubernetes.io/certificate-arn"].startswith("arn:aws:acm:")
     assert a["alb.ingress.kubernetes.io/listen-ports"] == '[{"HTTPS": 443}]'
-    idle = stack_settings("prod")["ingress"]["idleTimeoutSeconds"]
+    idle = stack_settings("ingress")["ingress"]["idleTimeoutSeconds"]
     assert f"idle_timeout.timeout_seconds={idle}" in a["alb.ingress.kubernetes.io/load-balancer-attributes"]
     assert a["alb.ingress.kubernetes.io/healthcheck-path"] == "/health"
     assert a["alb.ingress.kubernetes.io/inbound-cidrs"] == "10.0.0.0/8"
@@ -80,7 +80,7 @@ def test_no_ingress_configured_means_no_load_balancer(dev_run):
     assert not any("ipBlock" in peer for rule in policy["spec"]["ingress"] for peer in rule["from"])
 
 
-PROD_IDLE = stack_settings("prod")["ingress"]["idleTimeoutSeconds"]
+PROD_IDLE = stack_settings("ingress")["ingress"]["idleTimeoutSeconds"]
 
 
 def ingress_with_access_logs(access_logs: bool = True, cost_tags: dict | None = None) -> mockrun.Run:

@@ -232,7 +232,7 @@ def test_a_short_team_key_is_refused():
 
 def test_the_gateway_replaces_the_ingress():
     settings = gateway_settings()
-    settings["ingress"] = copy.deepcopy(stack_settings("prod")["ingress"])
+    settings["ingress"] = copy.deepcopy(stack_settings("ingress")["ingress"])
     assert "ingress: not with gateway" in _error(settings)
 
 

@@ -104,7 +104,7 @@ def test_environment_offline_from_the_shared_cache(efs_run, deployment):
     assert not set(e) & set(VLLM["env"]["never_set"])
     # The pod keeps idle connections longer than any ALB may (its 5 s default would make the ALB
     # reuse closed connections: 502s).
-    idle = int(stack_settings("prod")["ingress"]["idleTimeoutSeconds"])
+    idle = int(stack_settings("ingress")["ingress"]["idleTimeoutSeconds"])
     assert int(e["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"]) > max(idle, IDLE_TIMEOUT_MAX_SECONDS)
     assert set(e) - {"HOME"} <= set(VLLM["env"]), set(e)  # HOME: the image user's, for its caches
     # The engine core's start gets the startup probe's budget.
