@@ -23,7 +23,7 @@ from components.serving.labels import download_job_name
 from components.serving.model_service import ModelService, ModelServiceArgs
 from components.serving.slots import slot_specs
 
-from ..conftest import ROOT, run_settings, stack_settings, validate_settings
+from ..conftest import run_settings, stack_path, stack_settings, validate_settings
 from .helpers import DEPLOYMENT, JOB, LOCK, container, env, manifest
 
 
@@ -190,9 +190,9 @@ NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
 
 
 def _prod_blue_green(active: str, green: dict | None = None, run: mockrun.Run | None = None) -> mockrun.Run:
-    """The prod stack file (an ingress, three models) with its first model, qwen-14b, on two
-    slots: blue as it is, green with its TGI image pinned unless `green` says otherwise."""
-    config, secret_keys = stack_file.read(ROOT / "Pulumi.prod.yaml", PROJECT)
+    """Prod with the ingress (three models, tests/data/stacks) with its first model, qwen-14b, on
+    two slots: blue as it is, green with its TGI image pinned unless `green` says otherwise."""
+    config, secret_keys = stack_file.read(stack_path("ingress"), PROJECT)
     models = json.loads(config[f"{PROJECT}:models"])
     assert models[0]["name"] == "qwen-14b"
     models[0]["slots"] = {"blue": {}, "green": green or {
@@ -200,7 +200,7 @@ def _prod_blue_green(active: str, green: dict | None = None, run: mockrun.Run | 
     models[0]["active"] = active
     config[f"{PROJECT}:models"] = json.dumps(models)
     config, secret_keys, _ = mockrun.stand_in_secrets(config, secret_keys, PROJECT)
-    return mockrun.run_program("prod", config, secret_keys, run=run)
+    return mockrun.run_program("ingress", config, secret_keys, run=run)
 
 
 @pytest.fixture(scope="module")
@@ -324,7 +324,7 @@ def test_the_load_balancer_reaches_both_slots_pods(prod_blue_green):
 
 
 def test_two_slot_objects_pass_strict_validation(prod_blue_green, tmp_path):
-    version = validate_settings(stack_settings("prod")).cluster.kubernetes_version + ".0"
+    version = validate_settings(stack_settings("ingress")).cluster.kubernetes_version + ".0"
     render.write(prod_blue_green["green"], tmp_path)
     names = {p.name for p in (tmp_path / "kubernetes").glob("*.yaml")}
     assert {"service-llm-qwen-14b-blue.yaml", "service-llm-qwen-14b-green.yaml", "ingress-llm-qwen-14b.yaml"} <= names
@@ -334,10 +334,10 @@ def test_two_slot_objects_pass_strict_validation(prod_blue_green, tmp_path):
                                      strict=True)
 
 
-def test_a_slot_behind_the_load_balancer_has_its_target_group_from_its_first_commit(prod_run, dev_settings):
+def test_a_slot_behind_the_load_balancer_has_its_target_group_from_its_first_commit(ingress_run, dev_settings):
     """One slot too: its Service and target group are those it keeps when green is added, so
     step 1 of a blue-green rollout moves no traffic to a new target group."""
-    for ing in prod_run.of_type(INGRESS):
+    for ing in ingress_run.of_type(INGRESS):
         ing = mockrun.reveal(ing.inputs)
         model = ing["metadata"]["name"]
         action = json.loads(ing["metadata"]["annotations"][exposure.ACTIONS + model])
@@ -345,7 +345,7 @@ def test_a_slot_behind_the_load_balancer_has_its_target_group_from_its_first_com
             {"serviceName": f"{model}-blue", "servicePort": "http", "weight": exposure.ACTIVE_WEIGHT}]
         assert {p["backend"]["service"]["port"]["name"] for p in ing["spec"]["rules"][0]["http"]["paths"]} \
             == {exposure.USE_ANNOTATION}
-    assert len(prod_run.of_type(SERVICE)) == 2 * len(prod_run.of_type(INGRESS))
+    assert len(ingress_run.of_type(SERVICE)) == 2 * len(ingress_run.of_type(INGRESS))
     # Two slots but no ingress (dev): the model's Service only.
     run = run_settings(_blue_green(dev_settings, "green"))
     assert [r.inputs["metadata"]["name"] for r in run.of_type(SERVICE)] == ["qwen-7b"]

@@ -35,8 +35,8 @@ def test_service(dev_run):
     assert svc["spec"]["selector"] == {"llmserve/model": "qwen-7b", "llmserve/slot": "blue"}
 
 
-def test_ingress_on_the_shared_alb(prod_run):
-    ing = manifest(prod_run, "kubernetes:networking.k8s.io/v1:Ingress", "qwen-14b")
+def test_ingress_on_the_shared_alb(ingress_run):
+    ing = manifest(ingress_run, "kubernetes:networking.k8s.io/v1:Ingress", "qwen-14b")
     a = ing["metadata"]["annotations"]
     assert ing["spec"]["ingressClassName"] == "alb"
     assert a["alb.ingress.kubernetes.io/scheme"] == "internal"
@@ -48,7 +48,7 @@ def test_ingress_on_the_shared_alb(prod_run):
     assert a["alb.ingress.kubernetes.io/inbound-cidrs"] == "10.0.0.0/8"
     # AWS's recommended policy for HTTPS listeners (hybrid post-quantum key exchange, TLS 1.3 and 1.2).
     assert a["alb.ingress.kubernetes.io/ssl-policy"] == "ELBSecurityPolicy-TLS13-1-2-Res-PQ-2025-09"
-    acl = prod_run.one("aws:wafv2/webAcl:WebAcl")
+    acl = ingress_run.one("aws:wafv2/webAcl:WebAcl")
     assert a["alb.ingress.kubernetes.io/wafv2-acl-arn"] == acl.outputs["arn"]
     [rule] = ing["spec"]["rules"]
     assert rule["host"] == "qwen-14b.llm.example.com"
@@ -59,13 +59,13 @@ def test_ingress_on_the_shared_alb(prod_run):
     routes = TGI["routes"]["post"] + TGI["routes"]["get"]  # only real TGI routes
     for path, kind in paths.items():
         assert path in routes if kind == "Exact" else any(r.startswith(path) for r in routes), path
-    assert prod_run.outputs["endpoints"] == {"qwen-14b": "https://qwen-14b.llm.example.com",
+    assert ingress_run.outputs["endpoints"] == {"qwen-14b": "https://qwen-14b.llm.example.com",
                                              "qwen-72b": "https://qwen-72b.llm.example.com",
                                              "qwen-7b": "https://qwen-7b.llm.example.com"}
 
 
-def test_waf_rate_limits_each_client(prod_run):
-    acl = mockrun.reveal(prod_run.one("aws:wafv2/webAcl:WebAcl").inputs)
+def test_waf_rate_limits_each_client(ingress_run):
+    acl = mockrun.reveal(ingress_run.one("aws:wafv2/webAcl:WebAcl").inputs)
     assert acl["scope"] == "REGIONAL"
     [rule] = [r for r in acl["rules"] if "rateBasedStatement" in r["statement"]]
     assert rule["statement"]["rateBasedStatement"]["limit"] == 3000
@@ -85,7 +85,7 @@ PROD_IDLE = stack_settings("ingress")["ingress"]["idleTimeoutSeconds"]
 
 def ingress_with_access_logs(access_logs: bool = True, cost_tags: dict | None = None) -> mockrun.Run:
     """A model's Ingress given the stack's access log bucket (Serving.access_logs_bucket), or none."""
-    ing = validate_settings(stack_settings("prod")).ingress
+    ing = validate_settings(stack_settings("ingress")).ingress
 
     def program():
         serving = Serving("svc", ServingArgs(namespace="llm", api_key=None, hf_token=None,
@@ -121,33 +121,33 @@ def test_without_a_bucket_no_access_logs():
     assert attrs["idle_timeout.timeout_seconds"] == str(PROD_IDLE)
 
 
-def test_prod_alb_logs_to_its_access_log_bucket(prod_run):
-    bucket = prod_run.one("aws:s3/bucket:Bucket", "llmserve-prod-serving-alb-logs")
-    for ing in prod_run.of_type(INGRESS):
+def test_prod_alb_logs_to_its_access_log_bucket(ingress_run):
+    bucket = ingress_run.one("aws:s3/bucket:Bucket", "llmserve-ingress-serving-alb-logs")
+    for ing in ingress_run.of_type(INGRESS):
         attrs = attributes(mockrun.reveal(ing.inputs))
         assert attrs["access_logs.s3.enabled"] == "true" and attrs["access_logs.s3.bucket"] == bucket.id
 
 
-def test_the_internal_alb_is_placed_in_the_load_balancer_subnets(prod_run):
+def test_the_internal_alb_is_placed_in_the_load_balancer_subnets(ingress_run):
     """Named, not discovered: an adopted VPC's private subnets may carry the role tag too, and
     the serving pods admit only the load-balancer subnets."""
-    lb_subnets = sorted(s.id for s in prod_run.of_type("aws:ec2/subnet:Subnet") if "-lb-" in s.name)
-    for ing in prod_run.of_type(INGRESS):
+    lb_subnets = sorted(s.id for s in ingress_run.of_type("aws:ec2/subnet:Subnet") if "-lb-" in s.name)
+    for ing in ingress_run.of_type(INGRESS):
         annotations = mockrun.reveal(ing.inputs)["metadata"]["annotations"]
         assert sorted(annotations["alb.ingress.kubernetes.io/subnets"].split(",")) == lb_subnets
 
 
-def test_the_target_group_drains_for_the_longest_generation(prod_run):
+def test_the_target_group_drains_for_the_longest_generation(ingress_run):
     """Each model's target group keeps a deregistering pod for preStop + the drain of its slowest
     slot (the plan's generation cap), within the 0-3600 s ALB allows."""
-    plans, _ = plan_models(validate_settings(stack_settings("prod")), LOCK, "prod", MEMORY_MODELS)
+    plans, _ = plan_models(validate_settings(stack_settings("ingress")), LOCK, "prod", MEMORY_MODELS)
     for model, slots in plans.items():
-        a = manifest(prod_run, INGRESS, model)["metadata"]["annotations"]
+        a = manifest(ingress_run, INGRESS, model)["metadata"]["annotations"]
         [attribute] = a["alb.ingress.kubernetes.io/target-group-attributes"].split(",")
         key, value = attribute.split("=")
         assert key == "deregistration_delay.timeout_seconds"
         assert int(value) == max(PRESTOP_SECONDS + p.generation_seconds for p in slots.values()) <= 3600
-        grace = {manifest(prod_run, "kubernetes:apps/v1:Deployment", f"{model}-{s}")["spec"]["template"]["spec"][
+        grace = {manifest(ingress_run, "kubernetes:apps/v1:Deployment", f"{model}-{s}")["spec"]["template"]["spec"][
             "terminationGracePeriodSeconds"] for s in slots}
         assert int(value) < min(grace)  # the pod outlives its last connection
 
@@ -162,17 +162,17 @@ def test_the_load_balancer_carries_the_stacks_cost_tags():
     assert exposure.TAGS not in manifest(ingress_with_access_logs(), INGRESS)["metadata"]["annotations"]
 
 
-def test_cost_tags_agree_across_the_ingress_group_and_the_model_tags_its_target_group(prod_run):
+def test_cost_tags_agree_across_the_ingress_group_and_the_model_tags_its_target_group(ingress_run):
     """The controller merges the Ingresses' tags onto the one ALB and refuses conflicting values,
     so every Ingress carries the stack's tags only; each target group adds its Service's tags."""
-    ingresses = [mockrun.reveal(r.inputs)["metadata"] for r in prod_run.of_type(INGRESS)]
+    ingresses = [mockrun.reveal(r.inputs)["metadata"] for r in ingress_run.of_type(INGRESS)]
     tags = [_tags(i["annotations"]) for i in ingresses]
     assert len(ingresses) == 3 and tags[0] and all(t == tags[0] for t in tags)
     assert "model" not in tags[0]
     for i in ingresses:  # the target group of each slot's Service (prod: one slot, blue)
-        service = manifest(prod_run, "kubernetes:core/v1:Service", f"{i['name']}-blue")
+        service = manifest(ingress_run, "kubernetes:core/v1:Service", f"{i['name']}-blue")
         assert _tags(service["metadata"]["annotations"]) == {"model": i["name"]}
-        model_service = manifest(prod_run, "kubernetes:core/v1:Service", i["name"])
+        model_service = manifest(ingress_run, "kubernetes:core/v1:Service", i["name"])
         assert exposure.TAGS not in model_service["metadata"].get("annotations", {})
 
 
@@ -183,7 +183,7 @@ def test_without_a_load_balancer_the_service_has_no_aws_tags(dev_run):
 
 def _weighted_ingress(active: str) -> mockrun.Run:
     """A model's Ingress with two slot Services (exposure.slot_service), as ModelService builds it."""
-    ing = validate_settings(stack_settings("prod")).ingress
+    ing = validate_settings(stack_settings("ingress")).ingress
 
     def program():
         parent = pulumi.ComponentResource("test:index:Model", "m")

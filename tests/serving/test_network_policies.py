@@ -7,12 +7,13 @@ import ipaddress
 from .helpers import manifest
 
 
-def test_network_policies_deny_by_default(prod_run):
-    deny = manifest(prod_run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "default-deny")
+def test_network_policies_deny_by_default(ingress_run):
+    """Prod with the ingress: the ALB's subnets reach the models (the gateway's: test_gateway.py)."""
+    deny = manifest(ingress_run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "default-deny")
     assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    policy = manifest(prod_run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "qwen-72b-serving")["spec"]
+    policy = manifest(ingress_run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "qwen-72b-serving")["spec"]
     lb, prometheus = policy["ingress"]
-    subnets = {s.name: s.inputs["cidrBlock"] for s in prod_run.of_type("aws:ec2/subnet:Subnet")}
+    subnets = {s.name: s.inputs["cidrBlock"] for s in ingress_run.of_type("aws:ec2/subnet:Subnet")}
     # The internal ALB's own subnets, not the private ones where every node and pod lives.
     assert sorted(p["ipBlock"]["cidr"] for p in lb["from"]) == sorted(c for n, c in subnets.items() if "-lb-" in n)
     nodes = [ipaddress.ip_network(c) for n, c in subnets.items() if "-private-" in n]
@@ -21,7 +22,7 @@ def test_network_policies_deny_by_default(prod_run):
     assert prometheus["ports"] == [{"protocol": "TCP", "port": "metrics"}]
     [dns] = policy["egress"]
     assert {p["port"] for p in dns["ports"]} == {53}
-    download = manifest(prod_run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "qwen-72b-download")["spec"]
+    download = manifest(ingress_run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "qwen-72b-download")["spec"]
     https = download["egress"][1]
     assert https["ports"] == [{"protocol": "TCP", "port": 443}]
     [peer] = https["to"]

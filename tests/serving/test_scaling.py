@@ -23,12 +23,12 @@ def test_fixed_replicas_need_no_hpa(dev_settings):
     assert manifest(run, DEPLOYMENT)["spec"]["replicas"] == 2
 
 
-def test_pdb_lets_drains_proceed_one_pod_at_a_time(dev_run):
-    pdb = manifest(dev_run, "kubernetes:policy/v1:PodDisruptionBudget")["spec"]
-    assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": {"llmserve/model": "qwen-7b", "llmserve/slot": "blue"}}}
+def test_pdb_lets_drains_proceed_one_pod_at_a_time(prod_run):
+    pdb = manifest(prod_run, "kubernetes:policy/v1:PodDisruptionBudget", "qwen-14b-blue")["spec"]
+    assert pdb == {"maxUnavailable": 1, "selector": {"matchLabels": {"llmserve/model": "qwen-14b", "llmserve/slot": "blue"}}}
 
 
-def test_a_single_replica_behind_the_ingress_is_never_evicted(prod_run):
+def test_a_single_replica_behind_the_gateway_is_never_evicted(prod_run):
     """prod's qwen-72b runs one replica (evictions: block): no eviction may take it, and a
     rollout starts the new pod before the old one stops; qwen-14b (two or more) goes one by one."""
     budgets = {r.inputs["metadata"]["name"]: r.inputs["spec"] for r in prod_run.of_type(

@@ -19,6 +19,7 @@ def test_namespace_enforces_baseline_pod_security_and_alb_readiness_gates(dev_ru
 
 
 def test_api_key_from_config_stays_secret(dev_settings):
+    del dev_settings["gateway"]  # the one shared key: stacks without the gateway
     dev_settings["apiKey"] = "key-from-config-123"
     run = run_settings(dev_settings)
     secret = run.one("kubernetes:core/v1:Secret", "llmserve-test-serving-api-key")
@@ -29,11 +30,11 @@ def test_api_key_from_config_stays_secret(dev_settings):
     assert mockrun.is_secret(run.outputs["apiKey"])
 
 
-def test_without_an_api_key_one_is_generated(dev_run):
-    password = mockrun.reveal(dev_run.one("random:index/randomPassword:RandomPassword",
-                                          "llmserve-dev-serving-api-key").inputs)
+def test_without_an_api_key_one_is_generated(ingress_run):
+    password = mockrun.reveal(ingress_run.one("random:index/randomPassword:RandomPassword",
+                                              "llmserve-ingress-serving-api-key").inputs)
     assert password["length"] >= 32
-    assert mockrun.is_secret(dev_run.outputs["apiKey"])
+    assert mockrun.is_secret(ingress_run.outputs["apiKey"])
 
 
 def test_hf_token_becomes_a_kubernetes_secret(dev_settings):
@@ -52,8 +53,8 @@ SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryption
 LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
 
 
-def test_waf_runs_the_aws_managed_rule_groups_with_their_own_actions(prod_run):
-    rules = {r["name"]: r for r in mockrun.reveal(prod_run.one(WEB_ACL).inputs)["rules"]}
+def test_waf_runs_the_aws_managed_rule_groups_with_their_own_actions(ingress_run):
+    rules = {r["name"]: r for r in mockrun.reveal(ingress_run.one(WEB_ACL).inputs)["rules"]}
     assert "block" in rules["rate-limit-per-ip"]["action"]  # the rate limit stays, first
     assert rules["rate-limit-per-ip"]["priority"] == min(r["priority"] for r in rules.values())
     assert len({r["priority"] for r in rules.values()}) == len(rules)
@@ -68,19 +69,19 @@ def test_waf_runs_the_aws_managed_rule_groups_with_their_own_actions(prod_run):
         assert rule["visibilityConfig"]["cloudwatchMetricsEnabled"] is True
 
 
-def test_waf_only_counts_large_bodies_since_prompts_are_large(prod_run):
-    rules = {r["name"]: r for r in mockrun.reveal(prod_run.one(WEB_ACL).inputs)["rules"]}
+def test_waf_only_counts_large_bodies_since_prompts_are_large(ingress_run):
+    rules = {r["name"]: r for r in mockrun.reveal(ingress_run.one(WEB_ACL).inputs)["rules"]}
     common = rules["AWSManagedRulesCommonRuleSet"]["statement"]["managedRuleGroupStatement"]
     assert common["ruleActionOverrides"] == [{"name": "SizeRestrictions_BODY", "actionToUse": {"count": {}}}]
     for name in ("AWSManagedRulesKnownBadInputsRuleSet", "AWSManagedRulesAmazonIpReputationList"):
         assert not rules[name]["statement"]["managedRuleGroupStatement"].get("ruleActionOverrides")
 
 
-def test_waf_logs_every_request_to_cloudwatch_without_the_api_key(prod_run):
-    acl = prod_run.one(WEB_ACL)
-    logging = mockrun.reveal(prod_run.one(WAF_LOGGING).inputs)
+def test_waf_logs_every_request_to_cloudwatch_without_the_api_key(ingress_run):
+    acl = ingress_run.one(WEB_ACL)
+    logging = mockrun.reveal(ingress_run.one(WAF_LOGGING).inputs)
     assert logging["resourceArn"] == acl.outputs["arn"]
-    [group] = [g for g in prod_run.of_type(LOG_GROUP) if g.outputs["arn"] in logging["logDestinationConfigs"]]
+    [group] = [g for g in ingress_run.of_type(LOG_GROUP) if g.outputs["arn"] in logging["logDestinationConfigs"]]
     assert logging["logDestinationConfigs"] == [group.outputs["arn"]]
     assert group.inputs["name"].startswith("aws-waf-logs-")  # WAF requires it
     assert group.inputs["retentionInDays"] == 365  # the stack's cluster.logRetentionDays

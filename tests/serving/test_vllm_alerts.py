@@ -103,7 +103,7 @@ def _vllm_alerts(rules: dict) -> list[dict]:
 def test_every_vllm_alert_has_a_case_severity_summary_and_runbook(dev_run):
     rules = _rules(dev_run)
     groups = {g["name"]: g["rules"] for g in rules["groups"]}
-    assert {"tgi", "gpu", "tgi-slo-ratios", "tgi-slo", "vllm", "vllm-slo-ratios", "vllm-slo"} == set(groups)
+    assert {"tgi", "gpu", "tgi-slo-ratios", "tgi-slo", "vllm", "vllm-slo-ratios", "vllm-slo", "gateway"} == set(groups)
     found = _vllm_alerts(rules)
     assert {r["alert"] for r in found if not r["alert"].endswith("BudgetBurn")} == set(CASES)
     assert {r["alert"] for r in found if r["alert"].endswith("BudgetBurn")} == {AVAILABILITY, FIRST_TOKEN}
@@ -284,7 +284,7 @@ def test_the_vllm_burn_alerts_page_and_warn_at_the_workbook_rates(dev_run):
 def test_the_vllm_dashboard_shows_what_on_call_needs(dev_run):
     cm = next(r for r in dev_run.of_type("kubernetes:core/v1:ConfigMap")
               if r.inputs["metadata"]["name"] == "llmserve-dashboard")
-    assert set(cm.inputs["data"]) == {"llmserve-tgi.json", "llmserve-vllm.json"}
+    assert set(cm.inputs["data"]) == {"llmserve-tgi.json", "llmserve-vllm.json", "llmserve-gateway.json"}
     board = json.loads(cm.inputs["data"]["llmserve-vllm.json"])
     assert board["uid"] == "llmserve-vllm" != json.loads(cm.inputs["data"]["llmserve-tgi.json"])["uid"]
     titles = [p["title"] for p in board["panels"]]

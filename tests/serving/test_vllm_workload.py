@@ -100,7 +100,7 @@ def test_environment_offline_from_the_shared_cache(efs_run, deployment):
     assert job_env["REVISION"] == _args(c)["--revision"][0]
     assert e["HOME"] == VLLM["image"]["user"]["home"]
     assert e["VLLM_NO_USAGE_STATS"] == VLLM["env"]["VLLM_NO_USAGE_STATS"]["disables_usage_stats_when"]
-    assert e["VLLM_API_KEY"] == {"secretKeyRef": {"name": "tgi-api-key", "key": "API_KEY"}}
+    assert "VLLM_API_KEY" not in e  # behind the gateway: the engine holds no key (test_gateway.py)
     assert not set(e) & set(VLLM["env"]["never_set"])
     # The pod keeps idle connections longer than any ALB may (its 5 s default would make the ALB
     # reuse closed connections: 502s).
@@ -151,8 +151,8 @@ def test_probes_ports_and_metrics(prod_run, deployment):
     assert {p["name"]: p["targetPort"] for p in service["spec"]["ports"]} == {"http": "http", "metrics": "http"}
 
 
-def test_the_ingress_exposes_only_guarded_routes_and_health(prod_run):
-    ing = manifest(prod_run, "kubernetes:networking.k8s.io/v1:Ingress", MODEL)
+def test_the_ingress_exposes_only_guarded_routes_and_health(ingress_run):
+    ing = manifest(ingress_run, "kubernetes:networking.k8s.io/v1:Ingress", MODEL)
     [rule] = ing["spec"]["rules"]
     paths = {p["path"]: p["pathType"] for p in rule["http"]["paths"]}
     assert paths == {"/v1": "Prefix", "/health": "Exact"}
@@ -201,6 +201,7 @@ def test_blue_green_across_engines(dev_settings):
 
     switched = copy.deepcopy(dev_settings)
     switched["models"][0]["active"] = "green"
+    del switched["gateway"]
     switched["ingress"] = {"domain": "llm.example.com", "allowedCidrs": ["10.0.0.0/8"],
                            "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-0000-0000-000000000000"}
     switched["models"][0]["replicas"] = {"min": 1, "max": 1}

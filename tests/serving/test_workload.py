@@ -29,9 +29,17 @@ def test_launcher_settings_are_real_and_come_from_the_plan(prod_run):
     assert "MAX_BATCH_TOTAL_TOKENS" not in e and "MAX_INPUT_LENGTH" not in e
     assert e["HUGGINGFACE_HUB_CACHE"] == "/data/hub" and e["HF_HUB_OFFLINE"] == "1"
     assert e["USAGE_STATS"] == "off" and e["JSON_OUTPUT"] == "true"
-    assert e["API_KEY"] == {"secretKeyRef": {"name": "tgi-api-key", "key": "API_KEY"}}
+    assert "API_KEY" not in e  # behind the gateway: the engine holds no key (test_gateway.py)
     # Every variable is one TGI reads at the pinned tag (tests/data/tgi.yaml).
     assert set(e) <= set(TGI["env"]["launcher"]) | set(TGI["env"]["runtime"]), set(e)
+
+
+def test_without_the_gateway_the_engines_check_the_shared_key(ingress_run):
+    """Prod with the ingress: every engine reads the one apiKey from its Secret (TGI's API_KEY,
+    vLLM's VLLM_API_KEY)."""
+    ref = {"secretKeyRef": {"name": "tgi-api-key", "key": "API_KEY"}}
+    assert env(container(manifest(ingress_run, DEPLOYMENT, "qwen-72b-blue")))["API_KEY"] == ref
+    assert env(container(manifest(ingress_run, DEPLOYMENT, "qwen-7b-blue")))["VLLM_API_KEY"] == ref
 
 
 def test_quantize_or_dtype_is_set_from_the_config(dev_settings):
@@ -137,8 +145,9 @@ def test_pod_is_hardened_except_for_running_as_root(dev_run):
     assert account["automountServiceAccountToken"] is False
 
 
-def test_rollout_works_without_a_spare_gpu_node(dev_run):
-    strategy = manifest(dev_run, DEPLOYMENT)["spec"]["strategy"]
+def test_rollout_works_without_a_spare_gpu_node(prod_run):
+    """Evictions allowed (qwen-14b): a rollout stops an old pod first, freeing its GPU."""
+    strategy = manifest(prod_run, DEPLOYMENT, "qwen-14b-blue")["spec"]["strategy"]
     assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}
 
 
