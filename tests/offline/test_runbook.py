@@ -24,9 +24,11 @@ from typing import Optional
 
 import pytest
 
+from components.infra.gateway_controllers import proxy_labels
 from components.infra.node_group import NODE_GROUP_LABEL
 from components.offline.mockrun import Run, reveal
 from components.offline.render import HELM_RELEASE, helm_document, is_kubernetes_object
+from components.serving.gateway import PROXY_NAMESPACE
 from components.serving.labels import MODEL_LABEL, SLOT_LABEL
 
 from ..conftest import ROOT
@@ -92,6 +94,13 @@ def chart_made(release: dict) -> list[tuple[str, str, dict]]:
         return [("Deployment", name if base == name else f"{name}-{base}", {}),
                 # Written by the autoscaler itself (--status-config-map-name, its default).
                 ("ConfigMap", "cluster-autoscaler-status", {})]
+    if chart == "gateway-helm":
+        # envoyproxy/gateway v1.8.3 charts/gateway-helm/templates/envoy-gateway-deployment.yaml.
+        return [("Deployment", "envoy-gateway", {})]
+    if chart == "ai-gateway-helm":
+        # envoyproxy/ai-gateway v1.1.0 templates/deployment.yaml: `controller.fullname`, which
+        # values.yaml sets (controller.fullnameOverride) to ai-gateway-controller.
+        return [("Deployment", values.get("controller", {}).get("fullnameOverride", "ai-gateway-controller"), {})]
     if chart == "gpu-operator" and values.get("dcgmExporter", {}).get("enabled", True):
         # Made by the operator from its ClusterPolicy, in its namespace (NVIDIA/gpu-operator
         # assets/state-dcgm-exporter/0800_daemonset.yaml: name and pod label).
@@ -134,6 +143,10 @@ def inventory(stack: str, run: Run) -> Inventory:
             inv.objects.add((kind, ns, meta["name"]))
             if kind == "Namespace":
                 inv.namespaces.add(meta["name"])
+            if kind == "Gateway":
+                # Envoy Gateway makes each Gateway's proxies (a Deployment and a Service named
+                # with a hash) in its own namespace, labelled with the Gateway they serve.
+                inv.labels[PROXY_NAMESPACE].append(proxy_labels(meta["name"], ns))
             # The object's own labels and those of the pods it makes (Deployments, Jobs).
             pods = manifest.get("spec", {}).get("template", {}).get("metadata", {}).get("labels")
             inv.labels[ns].extend(ls for ls in (labels, pods) if ls)
@@ -223,9 +236,13 @@ for kind, spellings in {
     "Event": "ev event events", "EndpointSlice": "endpointslice endpointslices",
     "ReplicaSet": "rs replicaset replicasets",
     "TargetGroupBinding": "targetgroupbinding targetgroupbindings",
+    "Gateway": "gateway gateways", "GatewayClass": "gatewayclass gatewayclasses",
+    "AIGatewayRoute": "aigatewayroute aigatewayroutes", "SecurityPolicy": "securitypolicy securitypolicies",
+    "BackendTrafficPolicy": "backendtrafficpolicy backendtrafficpolicies",
+    "ClientTrafficPolicy": "clienttrafficpolicy clienttrafficpolicies",
 }.items():
     KINDS.update(dict.fromkeys(spellings.split(), kind))
-CLUSTER_SCOPED = {"Node", "Namespace", "StorageClass"}
+CLUSTER_SCOPED = {"Node", "Namespace", "StorageClass", "GatewayClass"}
 # Made by the cluster at run time, never in a render: named only through a runtime placeholder
 # (but the pods of the operator's StatefulSets, `<statefulset>-<n>`: operator_made).
 RUNTIME_KINDS = {"Pod", "Node", "Event", "EndpointSlice", "ReplicaSet", "TargetGroupBinding"}
@@ -233,7 +250,8 @@ RUNTIME_KINDS = {"Pod", "Node", "Event", "EndpointSlice", "ReplicaSet", "TargetG
 PLACEHOLDER = re.compile(r"<[a-z][a-z0-9-]*>")
 FILLED = {"<env>", "<model>", "<slot>", "<job>", "<group>", "<release>", "<namespace>", "<n>"}
 RUNTIME = {"<node>": "nodes come and go", "<pod>": "pods get random suffixes",
-           "<zone>": "the AZs are the region's"}
+           "<zone>": "the AZs are the region's",
+           "<envoy-service>": "Envoy Gateway names its proxies' Service with a hash"}
 # Node labels that EKS and the kubelet set on every node: not in a render.
 RUNTIME_NODE_LABELS = {"topology.kubernetes.io/zone", "topology.kubernetes.io/region",
                        "node.kubernetes.io/instance-type", "kubernetes.io/hostname",
