@@ -88,15 +88,22 @@ def eks_endpoint_not_open(args: ResourceValidationArgs, report: Report) -> None:
 
 
 def load_balancer_not_open(args: ResourceValidationArgs, report: Report) -> None:
-    """An internet-facing ALB Ingress admits only listed client networks, judged like the EKS
-    endpoint's (the AWS Load Balancer Controller opens 0.0.0.0/0 without inbound-cidrs)."""
-    if args.resource_type != "kubernetes:networking.k8s.io/v1:Ingress":
-        return
-    annotations = (args.props.get("metadata") or {}).get("annotations") or {}
-    if annotations.get("alb.ingress.kubernetes.io/scheme") != "internet-facing":
-        return
-    cidrs = [c.strip() for c in annotations.get("alb.ingress.kubernetes.io/inbound-cidrs", "0.0.0.0/0").split(",")]
-    _judge(cidrs, "the internet-facing load balancer", "inbound-cidrs", report)
+    """An internet-facing load balancer admits only listed client networks, judged like the EKS
+    endpoint's: an ALB Ingress its `inbound-cidrs` (the AWS Load Balancer Controller opens
+    0.0.0.0/0 without them), the gateway's NLB (Envoy's Service, from an EnvoyProxy) its
+    `loadBalancerSourceRanges` (Kubernetes opens 0.0.0.0/0 without them)."""
+    if args.resource_type == "kubernetes:networking.k8s.io/v1:Ingress":
+        annotations = (args.props.get("metadata") or {}).get("annotations") or {}
+        if annotations.get("alb.ingress.kubernetes.io/scheme") != "internet-facing":
+            return
+        cidrs = [c.strip() for c in annotations.get("alb.ingress.kubernetes.io/inbound-cidrs", "0.0.0.0/0").split(",")]
+        _judge(cidrs, "the internet-facing load balancer", "inbound-cidrs", report)
+    elif args.resource_type == "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy":
+        service = (((args.props.get("spec") or {}).get("provider") or {}).get("kubernetes") or {}).get("envoyService") or {}
+        if (service.get("annotations") or {}).get("service.beta.kubernetes.io/aws-load-balancer-scheme") != "internet-facing":
+            return
+        _judge(service.get("loadBalancerSourceRanges") or ["0.0.0.0/0"], "the internet-facing gateway",
+               "gateway.allowedCidrs", report)
 
 
 def _judge(cidrs: list[str], what: str, setting: str, report: Report) -> None:

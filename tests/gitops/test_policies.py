@@ -95,6 +95,20 @@ def test_internet_facing_load_balancer(annotations, ok):
     assert (found == []) == ok, found
 
 
+@pytest.mark.parametrize("scheme,ranges,ok", [
+    ("internal", None, True),
+    ("internet-facing", None, False),  # Kubernetes' default: 0.0.0.0/0
+    ("internet-facing", ["198.51.100.0/24"], True),
+    ("internet-facing", ["0.0.0.0/1", "128.0.0.0/1"], False),
+])
+def test_internet_facing_gateway(scheme, ranges, ok):
+    service = {"annotations": {"service.beta.kubernetes.io/aws-load-balancer-scheme": scheme},
+               **({"loadBalancerSourceRanges": ranges} if ranges else {})}
+    found = _violations(policies.load_balancer_not_open, "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy",
+                        {"spec": {"provider": {"type": "Kubernetes", "kubernetes": {"envoyService": service}}}})
+    assert (found == []) == ok, found
+
+
 def _trust(principal: dict, condition=None) -> dict:
     statement = {"Effect": "Allow", "Principal": principal, "Action": ["sts:AssumeRole"]}
     return {"assumeRolePolicy": json.dumps({"Statement": [{**statement, **({"Condition": condition} if condition else {})}]})}
