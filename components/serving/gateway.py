@@ -175,7 +175,12 @@ class ModelGateway(pulumi.ComponentResource):
         custom("ClientTrafficPolicy", "gateway.envoyproxy.io/v1alpha1", "client", GATEWAY, {
             "targetRefs": gateway_ref, "connection": {"bufferLimit": BUFFER_LIMIT},
             # Below the NLB's 350 s idle timeout: Envoy closes what the NLB would drop silently.
-            "timeout": {"http": {"idleTimeout": "300s"}}})
+            "timeout": {"http": {"idleTimeout": "300s"}},
+            # A non-streamed generation sends nothing until it ends: TCP keepalives every 60 s on
+            # the connection to the NLB, which "clients or targets can use ... to reset the idle
+            # timeout" (without payload on TLS listeners; Elastic Load Balancing, Network Load
+            # Balancers, "Connection idle timeout"). Not verified live: docs/gateway.md.
+            "tcpKeepalive": {"idleTime": "60s", "interval": "60s", "probes": 5}})
         custom("SecurityPolicy", "gateway.envoyproxy.io/v1alpha1", "keys", GATEWAY, {
             "targetRefs": gateway_ref,
             "apiKeyAuth": {"credentialRefs": [{"group": "", "kind": "Secret", "name": secret.metadata.name}],

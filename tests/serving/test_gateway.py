@@ -295,5 +295,9 @@ def test_the_nlb_speaks_modern_tls_across_zones_and_envoy_stays_on_the_system_no
     assert a[f"{prefix}ssl-negotiation-policy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
     assert a[f"{prefix}attributes"] == "load_balancing.cross_zone.enabled=true"
     assert spec["envoyDeployment"]["pod"]["nodeSelector"] == {"llmserve/node-group": "system"}
-    # Envoy closes idle client connections before the NLB's fixed 350 s would, silently.
-    assert _custom(run)["ClientTrafficPolicy", "llmserve"]["spec"]["timeout"] == {"http": {"idleTimeout": "300s"}}
+    # Envoy closes idle client connections before the NLB's fixed 350 s would, silently, and
+    # keeps a connection that waits for a long answer alive with TCP keepalives well within it.
+    client = _custom(run)["ClientTrafficPolicy", "llmserve"]["spec"]
+    assert client["timeout"] == {"http": {"idleTimeout": "300s"}}
+    keepalive = client["tcpKeepalive"]
+    assert int(keepalive["idleTime"].rstrip("s")) < 350 and int(keepalive["interval"].rstrip("s")) < 350
