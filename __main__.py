@@ -118,6 +118,9 @@ cache = ModelCache(f"{name}-cache", ModelCacheArgs(
     kubernetes_version=cfg.cluster.kubernetes_version,
 ), opts=k8s)
 
+# Each model as the gateway routes it: its slots' longest generation bounds its timeouts.
+gateway_models = [gateway.GatewayModel(m.name, max(p.generation_seconds for p in plans[m.name].values()))
+                  for m in cfg.models]
 monitoring = Monitoring(f"{name}-monitoring", MonitoringArgs(
     config=cfg.monitoring, storage_class=cluster.block_storage_class,
     rule_groups=alerts.rule_groups(cfg.monitoring.alerts, NAMESPACE, cfg.monitoring.runbook_base_url,
@@ -133,8 +136,10 @@ addons = Addons(f"{name}-addons", AddonsArgs(
     permissions_boundary=cfg.cluster.permissions_boundary_arn,
     prometheus_selector=SELECTED, monitoring=monitoring.stack, nodes=[cluster.system_nodes],
     tags=tags,
-    longest_grace_seconds=max((ENGINES[p.engine].termination_grace_seconds(p) for slots in plans.values()
-                               for p in slots.values()), default=0),
+    # The engines' pods and the gateway's proxies: the autoscaler must let each drain.
+    longest_grace_seconds=max([ENGINES[p.engine].termination_grace_seconds(p) for slots in plans.values()
+                               for p in slots.values()]
+                              + ([gateway.proxy_grace_seconds(gateway_models)] if cfg.gateway else []), default=0),
 ), opts=k8s)
 
 ingress = cfg.ingress
@@ -190,8 +195,7 @@ if cfg.gateway is not None:
         nodes=[cluster.system_nodes], rate_limit_redis_url=quota_store.url if quota_store else None), opts=k8s)
     model_gateway = gateway.ModelGateway(f"{name}-gateway", gateway.ModelGatewayArgs(
         config=cfg.gateway, namespace=serving.namespace,
-        models=[gateway.GatewayModel(m.name, max(p.generation_seconds for p in plans[m.name].values()))
-                for m in cfg.models],
+        models=gateway_models,
         team_keys=stack.team_keys,
         source_cidrs=[cfg.cluster.vpc.cidr] if cfg.cluster.vpc.id is None else [],
         subnet_ids=network.load_balancer_subnet_ids if internal else network.public_subnet_ids,

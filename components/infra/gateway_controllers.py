@@ -49,6 +49,10 @@ def proxy_labels(gateway_name: str, gateway_namespace: str) -> dict[str, str]:
             OWNING_GATEWAY_NAMESPACE_LABEL: gateway_namespace}
 
 
+# The volume the ratelimit container mounts whenever its Redis speaks TLS (EG v1.8.3).
+REDIS_CERTS_VOLUME = "redis-certs"
+
+
 def envoy_gateway_values(rate_limit_redis_url: Optional[pulumi.Input[str]] = None,
                          fail_closed: bool = False) -> dict:
     """The settings AIGW:manifests/envoy-gateway-values.yaml marks required: the Backend API and
@@ -60,7 +64,8 @@ def envoy_gateway_values(rate_limit_redis_url: Optional[pulumi.Input[str]] = Non
     With a Redis (host:port, TLS): the global rate limit the token quotas need
     (AIGW:examples/token_ratelimit/envoy-gateway-values-addon.yaml, without its January 2025
     ratelimit image: the chart's own is newer). `tls: {}` turns TLS on, verified against the
-    system roots (EG:internal/infrastructure/kubernetes/ratelimit/resource.go). `failClosed`
+    system roots (EG:internal/infrastructure/kubernetes/ratelimit/resource.go), with the empty
+    `redis-certs` volume it then mounts. `failClosed`
     false (EG's default) lets traffic pass while Redis cannot answer; true answers 500
     (EG:api/v1alpha1/envoygateway_types.go RateLimit): docs/gateway.md, "Install"."""
     envoy_gateway: dict = {
@@ -88,8 +93,15 @@ def envoy_gateway_values(rate_limit_redis_url: Optional[pulumi.Input[str]] = Non
         # Two replicas and a PDB: a rescheduled limiter would otherwise let every request through
         # while it restarts (fail-open). EG api/v1alpha1/envoygateway_types.go RateLimitDeployment,
         # RateLimitPDB.
+        # With TLS but no client certificate, Envoy Gateway still mounts a volume `redis-certs`
+        # that it only creates from a certificateRef (EG:internal/infrastructure/kubernetes/
+        # ratelimit/resource.go expectedContainerVolumeMounts, expectedDeploymentVolumes): the API
+        # server would refuse the pod template. An empty one (no client certificate is read from
+        # it without a certificateRef), added through the pod's own volumes, which EG merges by
+        # name (EG:internal/infrastructure/kubernetes/resource/resource.go ExpectedVolumes).
         envoy_gateway["provider"] = {"kubernetes": {
-            "rateLimitDeployment": {"replicas": 2, "pod": {"nodeSelector": SYSTEM_NODES}},
+            "rateLimitDeployment": {"replicas": 2, "pod": {
+                "nodeSelector": SYSTEM_NODES, "volumes": [{"name": REDIS_CERTS_VOLUME, "emptyDir": {}}]}},
             "rateLimitPDB": {"minAvailable": 1}}}
     return {
         "config": {"envoyGateway": envoy_gateway},

@@ -73,6 +73,18 @@ class ModelGatewayArgs:
     prometheus_selector: Optional[dict[str, str]] = None
 
 
+def drain_seconds(models: list[GatewayModel]) -> int:
+    """How long a stopping proxy drains: the longest route's timeout."""
+    return max((m.generation_seconds + TIMEOUT_MARGIN_SECONDS for m in models), default=60)
+
+
+def proxy_grace_seconds(models: list[GatewayModel]) -> int:
+    """The proxies' terminationGracePeriodSeconds: Envoy Gateway gives drainTimeout + 300 s
+    (envoyproxy/gateway v1.8.3 internal/infrastructure/kubernetes/proxy/resource_provider.go
+    expectedTerminationGracePeriodSeconds), which the cluster autoscaler must let them have."""
+    return drain_seconds(models) + 300
+
+
 def route_timeout(model: GatewayModel) -> str:
     return f"{model.generation_seconds + TIMEOUT_MARGIN_SECONDS}s"
 
@@ -146,7 +158,7 @@ class ModelGateway(pulumi.ComponentResource):
         # A stopping proxy drains for the longest route's timeout, not Envoy Gateway's 60 s: a
         # rollout of the proxies does not cut the generations in flight (EnvoyProxy
         # spec.shutdown.drainTimeout, envoyproxy/gateway v1.8.3 api/v1alpha1/envoyproxy_types.go).
-        drain = max((m.generation_seconds + TIMEOUT_MARGIN_SECONDS for m in args.models), default=60)
+        drain = drain_seconds(args.models)
         custom("EnvoyProxy", "gateway.envoyproxy.io/v1alpha1", "proxy", GATEWAY, {
             "shutdown": {"drainTimeout": f"{drain}s"}, "provider": {
             "type": "Kubernetes", "kubernetes": {
@@ -180,7 +192,10 @@ class ModelGateway(pulumi.ComponentResource):
             # the connection to the NLB, which "clients or targets can use ... to reset the idle
             # timeout" (without payload on TLS listeners; Elastic Load Balancing, Network Load
             # Balancers, "Connection idle timeout"). Not verified live: docs/gateway.md.
-            "tcpKeepalive": {"idleTime": "60s", "interval": "60s", "probes": 5}})
+            "tcpKeepalive": {"idleTime": "60s", "interval": "60s", "probes": 5},
+            # The team id is the key's alone: a client's own header goes before any filter runs
+            # (early header mutation), whether the key filter would replace or append it.
+            "headers": {"earlyRequestHeaders": {"remove": [TEAM_HEADER]}}})
         custom("SecurityPolicy", "gateway.envoyproxy.io/v1alpha1", "keys", GATEWAY, {
             "targetRefs": gateway_ref,
             "apiKeyAuth": {"credentialRefs": [{"group": "", "kind": "Secret", "name": secret.metadata.name}],

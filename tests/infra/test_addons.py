@@ -211,15 +211,20 @@ def test_cluster_autoscaler_may_resize_only_this_cluster(prod_run):
 
 
 def _grace_periods(run) -> list[int]:
-    return [mockrun.reveal(d.inputs)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-            for d in run.of_type("kubernetes:apps/v1:Deployment")
-            if "terminationGracePeriodSeconds" in mockrun.reveal(d.inputs)["spec"]["template"]["spec"]]
+    """The serving pods' grace periods, and the gateway's proxies': Envoy Gateway gives them the
+    EnvoyProxy's drainTimeout + 300 s (envoyproxy/gateway v1.8.3 internal/infrastructure/
+    kubernetes/proxy/resource_provider.go expectedTerminationGracePeriodSeconds)."""
+    pods = [mockrun.reveal(d.inputs)["spec"]["template"]["spec"] for d in run.of_type("kubernetes:apps/v1:Deployment")]
+    proxies = [mockrun.reveal(r.inputs)["spec"]["shutdown"]["drainTimeout"] for r in run.resources
+               if r.type == "kubernetes:gateway.envoyproxy.io/v1alpha1:EnvoyProxy"]
+    return ([p["terminationGracePeriodSeconds"] for p in pods if "terminationGracePeriodSeconds" in p]
+            + [int(d.rstrip("s")) + 300 for d in proxies])
 
 
 def test_cluster_autoscaler_lets_serving_pods_drain_for_their_whole_grace_period(stack_runs):
     """On scale-down the autoscaler cuts a pod's grace period to --max-graceful-termination-sec
     (600 s unless set, kubernetes/autoscaler cluster-autoscaler/FAQ.md), below what a serving pod
-    may need to finish its longest generation."""
+    may need to finish its longest generation; the gateway's proxies drain longer still."""
     for run in stack_runs.values():
         cap = releases(run)["cluster-autoscaler"]["values"]["extraArgs"]["max-graceful-termination-sec"]
         graces = _grace_periods(run)

@@ -166,8 +166,13 @@ def test_rate_limit_on_the_stacks_redis_over_tls_failing_open(with_redis):
     # The ratelimit pods next to the controller; no image override (the chart's own is newer
     # than the one in the AI Gateway's example).
     # Two limiters and a PDB: one rescheduled does not let the quotas fail open.
+    # EG v1.8.3 mounts `redis-certs` whenever Redis has TLS but makes the volume only from a
+    # certificateRef (internal/infrastructure/kubernetes/ratelimit/resource.go): the pod brings it.
     assert config["provider"] == {"kubernetes": {
-        "rateLimitDeployment": {"replicas": 2, "pod": {"nodeSelector": SYSTEM}}, "rateLimitPDB": {"minAvailable": 1}}}
+        "rateLimitDeployment": {"replicas": 2, "pod": {
+            "nodeSelector": SYSTEM, "volumes": [{"name": "redis-certs", "emptyDir": {}}]}},
+        "rateLimitPDB": {"minAvailable": 1}}}
+    assert "certificateRef" not in config["rateLimit"]["backend"]["redis"]["tls"]
     assert {k: v for k, v in config.items() if k not in ("rateLimit", "provider")} == AIGW_REQUIRED
 
 

@@ -299,5 +299,7 @@ def test_the_nlb_speaks_modern_tls_across_zones_and_envoy_stays_on_the_system_no
     # keeps a connection that waits for a long answer alive with TCP keepalives well within it.
     client = _custom(run)["ClientTrafficPolicy", "llmserve"]["spec"]
     assert client["timeout"] == {"http": {"idleTimeout": "300s"}}
+    # A client cannot pose as another team: its own x-team-id is dropped before the key filter.
+    assert client["headers"] == {"earlyRequestHeaders": {"remove": ["x-team-id"]}}
     keepalive = client["tcpKeepalive"]
     assert int(keepalive["idleTime"].rstrip("s")) < 350 and int(keepalive["interval"].rstrip("s")) < 350
