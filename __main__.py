@@ -199,6 +199,7 @@ if cfg.gateway is not None:
         team_keys=stack.team_keys,
         source_cidrs=[cfg.cluster.vpc.cidr] if cfg.cluster.vpc.id is None else [],
         subnet_ids=network.load_balancer_subnet_ids if internal else network.public_subnet_ids,
+        subnet_cidrs=network.load_balancer_cidrs if internal else network.public_cidrs,
         cost_tags=stack.cost_tags,
         controllers=controllers.ready,
         monitoring=monitoring.stack, prometheus_selector=SELECTED,

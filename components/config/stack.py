@@ -113,13 +113,16 @@ class StackConfig(Settings):
                           "e.g. {critical: pagerduty, warning: slack, heartbeat: true}, or "
                           "{critical: none, warning: none, heartbeat: false} to page nobody")
         vpc = self.cluster.vpc
-        if self.ingress and self.ingress.scheme == "internet-facing" and vpc.id and not vpc.public_subnet_ids:
-            errors.append("ingress.scheme: an internet-facing load balancer needs public subnets: "
-                          "set cluster.vpc.publicSubnetIds of the existing VPC, or use internal")
-        if self.ingress and self.ingress.scheme == "internal" and vpc.id and not vpc.load_balancer_subnet_ids:
-            errors.append("cluster.vpc.loadBalancerSubnetIds: required with an internal ingress on "
-                          "an existing VPC: small subnets (/27 or larger, one per AZ) for the load "
-                          "balancers only; the serving pods admit their addresses")
+        # The load balancer sits in known subnets, whose addresses alone the pods behind it admit.
+        for key, front in (("ingress", self.ingress), ("gateway", self.gateway)):
+            if front and front.scheme == "internet-facing" and vpc.id and not vpc.public_subnet_ids:
+                errors.append(f"{key}.scheme: an internet-facing load balancer needs public subnets: "
+                              "set cluster.vpc.publicSubnetIds of the existing VPC, or use internal")
+            if front and front.scheme == "internal" and vpc.id and not vpc.load_balancer_subnet_ids:
+                errors.append(f"cluster.vpc.loadBalancerSubnetIds: required with an internal {key} on "
+                              "an existing VPC: small subnets (/27 or larger, one per AZ) for the load "
+                              f"balancers only; the {'serving' if key == 'ingress' else 'gateway'} pods "
+                              "admit their addresses")
         errors += _duplicates("models", [m.name for m in self.models])
         # Each slot of a model has a Service `<model>-<slot>` (serving/exposure.py), and a model
         # on S3 a ServiceAccount `<model>-writer` (its download Jobs'), beside the model's own

@@ -30,7 +30,8 @@ from ..config.gateway import GatewayConfig
 from ..infra.gateway_controllers import ENVOY_GATEWAY_NAMESPACE, GATEWAY_CONTROLLER_NAME, SYSTEM_NODES, proxy_labels
 from ..infra.secrets import SECRET_DATA
 from .exposure import SERVICE_PORT
-from .gateway_monitoring import gateway_pod_monitor
+from .gateway_monitoring import ENVOY_PORT, EXTPROC_PORT, gateway_pod_monitor
+from .network_policies import PROMETHEUS
 
 GATEWAY = "llmserve"  # the Gateway's and GatewayClass's name
 NAMESPACE = "llm"  # the models' namespace, the Gateway's (serving/shared.py)
@@ -64,6 +65,7 @@ class ModelGatewayArgs:
     team_keys: dict[str, pulumi.Input[str]] = field(default_factory=dict)  # set in config; others generated
     source_cidrs: list[str] = field(default_factory=list)  # who may reach the NLB (allowedCidrs, else the VPC)
     subnet_ids: list[pulumi.Input[str]] = field(default_factory=list)  # the NLB's subnets
+    subnet_cidrs: list[pulumi.Input[str]] = field(default_factory=list)  # theirs: where the NLB's own addresses are
     cost_tags: dict[str, str] = field(default_factory=dict)
     # The controllers (infra/gateway_controllers.py) whose CRDs and webhooks these resources need.
     controllers: Optional[pulumi.Resource] = None
@@ -83,6 +85,12 @@ def proxy_grace_seconds(models: list[GatewayModel]) -> int:
     (envoyproxy/gateway v1.8.3 internal/infrastructure/kubernetes/proxy/resource_provider.go
     expectedTerminationGracePeriodSeconds), which the cluster autoscaler must let them have."""
     return drain_seconds(models) + 300
+
+
+def container_port(listener_port: int) -> int:
+    """The proxies' container port of a listener: Envoy Gateway shifts ports below 1024 by 10000
+    (envoyproxy/gateway v1.8.3 internal/gatewayapi/listener.go, translator.go wellKnownPortShift)."""
+    return listener_port + 10000 if listener_port < 1024 else listener_port
 
 
 def route_timeout(model: GatewayModel) -> str:
@@ -228,6 +236,17 @@ class ModelGateway(pulumi.ComponentResource):
                 **({"llmRequestCosts": [{"metadataKey": TOKENS_METADATA["key"], "type": "TotalToken"}]}
                    if config.quotas else {}),
             })
+        # Only the NLB (its nodes' addresses in its subnets: TLS ends there, so it connects from
+        # its own) and Prometheus reach the proxies; kubelet probes come from the node, which the
+        # VPC CNI's policy agent always admits. In-cluster clients use the hostname too.
+        k8s.networking.v1.NetworkPolicy(f"{name}-proxies-netpol", metadata={
+            "name": f"{GATEWAY}-proxies", "namespace": PROXY_NAMESPACE}, spec={
+            "podSelector": {"matchLabels": PROXY_PODS}, "policyTypes": ["Ingress"],
+            "ingress": [
+                *([{"from": [{"ipBlock": {"cidr": c}} for c in args.subnet_cidrs],
+                    "ports": [{"protocol": "TCP", "port": container_port(listener["port"])}]}] if args.subnet_cidrs else []),
+                {"from": [PROMETHEUS], "ports": [{"protocol": "TCP", "port": p} for p in (ENVOY_PORT, EXTPROC_PORT)]}]},
+            opts=child)
         # The Envoy pods' GenAI metrics (by team and model) and Envoy's stats.
         gateway_pod_monitor(self, name, PROXY_PODS, args.monitoring, prometheus_selector=args.prometheus_selector,
                             depends_on=after)

@@ -184,9 +184,22 @@ def test_exit_code_and_stderr_of_the_real_command(tmp_path):
     assert "Traceback" not in result.stderr and not out.exists()
 
 
-def test_internal_ingress_on_an_existing_vpc_needs_load_balancer_subnets(tmp_path, capsys):
+@pytest.mark.parametrize("front", ["ingress", "gateway"])
+def test_an_internal_load_balancer_on_an_existing_vpc_needs_load_balancer_subnets(tmp_path, capsys, front):
+    """The pods behind it admit the load balancer's subnets: they must be known."""
     existing = {"id": "vpc-0123456789abcdef0",
                 "privateSubnetIds": ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]}
-    code = main(["render", "--stack", "bad", "--config-file", str(_write(tmp_path, lambda c: (
-        setting("ingress", INGRESS)(c), c["llmserve:cluster"].update(vpc=existing)))), "--out", str(tmp_path / "o")])
-    assert code == 2 and "cluster.vpc.loadBalancerSubnetIds: required with an internal ingress" in capsys.readouterr().err
+
+    def change(c):
+        c["llmserve:cluster"].update(vpc=existing)
+        if front == "ingress":
+            del c["llmserve:gateway"]
+            setting("ingress", INGRESS)(c)
+        else:
+            c["llmserve:gateway"]["allowedCidrs"] = ["10.0.0.0/8"]
+    code = main(["render", "--stack", "bad", "--config-file", str(_write(tmp_path, change)), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.splitlines()[1:] == [
+        f"  cluster.vpc.loadBalancerSubnetIds: required with an internal {front} on an existing VPC: small "
+        "subnets (/27 or larger, one per AZ) for the load balancers only; the "
+        f"{'serving' if front == 'ingress' else 'gateway'} pods admit their addresses"]

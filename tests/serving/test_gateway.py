@@ -145,6 +145,26 @@ def test_engines_hold_no_key_and_admit_only_the_gateway(run):
     assert mockrun.reveal(run.outputs).get("apiKey") is None
 
 
+def test_only_the_nlb_and_prometheus_reach_the_proxies(run):
+    """The NLB connects from its own addresses (TLS ends there) in its subnets, to the port Envoy
+    listens on for the Gateway's listener (443 shifted by Envoy Gateway to 10443; 80 to 10080)."""
+    policy = manifest(run, "kubernetes:networking.k8s.io/v1:NetworkPolicy", "llmserve-proxies")
+    assert policy["metadata"]["namespace"] == gateway.PROXY_NAMESPACE
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": gateway.PROXY_PODS} and spec["policyTypes"] == ["Ingress"]
+    nlb, prometheus = spec["ingress"]
+    lb_subnets = sorted(s.inputs["cidrBlock"] for s in run.of_type("aws:ec2/subnet:Subnet") if "-lb-" in s.name)
+    assert lb_subnets and sorted(p["ipBlock"]["cidr"] for p in nlb["from"]) == lb_subnets
+    assert nlb["ports"] == [{"protocol": "TCP", "port": 10443}]
+    assert prometheus["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                                   "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]
+    # The ports the PodMonitor scrapes, by name.
+    monitor = manifest(run, "kubernetes:monitoring.coreos.com/v1:PodMonitor", "llmserve-gateway")
+    assert {p["port"] for p in prometheus["ports"]} == {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]}
+    plain = manifest(run_settings(gateway_settings()), "kubernetes:networking.k8s.io/v1:NetworkPolicy", "llmserve-proxies")
+    assert plain["spec"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 10080}]
+
+
 def test_no_key_in_any_rendered_file(tmp_path):
     settings = gateway_settings()
     doc = {"config": {"aws:region": "us-east-1", **{f"llmserve:{k}": v for k, v in settings.items()},
