@@ -44,6 +44,8 @@ def release_kubernetes_version(value: str) -> Optional[str]:
 
 
 # EC2 Capacity Blocks for ML and On-Demand Capacity Reservations (docs/capacity.md).
+# The system node group's name (its label value, `llmserve/node-group`): no GPU group may take it.
+SYSTEM_GROUP = "system"
 RESERVATION_ID = re.compile(r"^cr-[0-9a-f]{17}$")
 # The Resource Groups API's GroupArn pattern, a group name of letters, digits and `_ . -`
 # (https://docs.aws.amazon.com/ARG/latest/APIReference/API_Group.html).
@@ -153,8 +155,8 @@ class GpuNodeGroupConfig(ScalingBounds):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if v == "system":
-            raise ValueError("'system' is the name of the system node group; choose another")
+        if v == SYSTEM_GROUP:
+            raise ValueError(f"'{SYSTEM_GROUP}' is the name of the system node group; choose another")
         return dns_label(v, 30)
 
     @field_validator("instance_types")

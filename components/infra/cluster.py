@@ -16,6 +16,7 @@ from pulumi_aws import cloudwatch, eks, iam, kms
 
 from ..config import AccessEntry, SystemNodeGroupConfig
 from ..config.cluster import ADDON_VERSIONS
+from ..config.node_groups import SYSTEM_GROUP
 from .iam import MANAGED, after, cluster_key_policy, container_logs_key_policy, trust_policy
 from .node_group import GPU_TOLERATION, NodeGroup, NodeGroupArgs
 from .pod_identity import PodIdentityRole, PodIdentityRoleArgs
@@ -270,7 +271,7 @@ class Cluster(pulumi.ComponentResource):
 
         system = args.system_nodes
         self.system_nodes = NodeGroup(f"{name}-system", NodeGroupArgs(
-            group="system", cluster_name=self.ready_name, node_role_arn=self.node_role_arn,
+            group=SYSTEM_GROUP, cluster_name=self.ready_name, node_role_arn=self.node_role_arn,
             kubernetes_version=args.kubernetes_version, release_version=system.release_version,
             subnet_ids=args.private_subnet_ids, instance_types=system.instance_types,
             ami_type="AL2023_x86_64_STANDARD", capacity_type="ON_DEMAND",

@@ -15,7 +15,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import charts
-from .node_group import NODE_GROUP_LABEL
+from .node_group import SYSTEM_NODES
 
 # The controllerName of the GatewayClass the gateways use (AIGW:manifests/envoy-gateway-values.yaml).
 GATEWAY_CONTROLLER_NAME = "gateway.envoyproxy.io/gatewayclass-controller"
@@ -38,9 +38,9 @@ PROXY_LABELS = {
 OWNING_GATEWAY_NAME_LABEL = "gateway.envoyproxy.io/owning-gateway-name"
 OWNING_GATEWAY_NAMESPACE_LABEL = "gateway.envoyproxy.io/owning-gateway-namespace"
 
-# The system node group's label (components/infra/cluster.py builds it with group "system"; the
-# serving layer's labels.SYSTEM_GROUP is the same name).
-SYSTEM_NODES = {NODE_GROUP_LABEL: "system"}
+# The header the gateway's API key check sets to the team's name (serving/gateway.py), which the
+# AI Gateway's metrics carry as `team_id`.
+TEAM_HEADER = "x-team-id"
 
 
 def proxy_labels(gateway_name: str, gateway_namespace: str) -> dict[str, str]:
@@ -130,7 +130,7 @@ def ai_gateway_values() -> dict:
     kubernetes-sigs/controller-runtime v0.24.1, its go.mod's, pkg/manager/runnable_group.go puts
     webhook servers in a group that does not wait for leader election)."""
     return {"controller": {
-        "metricsRequestHeaderAttributes": "x-team-id:team.id",
+        "metricsRequestHeaderAttributes": f"{TEAM_HEADER}:team.id",
         "mutatingWebhook": {"certManager": {"enable": True}},
         "replicaCount": 2,
         "podDisruptionBudget": {"enabled": True},

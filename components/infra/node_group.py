@@ -10,12 +10,13 @@ from typing import Optional
 import pulumi
 from pulumi_aws import autoscaling, ec2, eks
 
-from ..config.node_groups import CapacityReservationConfig
+from ..config.node_groups import SYSTEM_GROUP, CapacityReservationConfig
 from ..planning.cold_start import FAST_PULL_DISK_MIBPS
 
 # The label our workloads select node groups by. EKS's own `eks.amazonaws.com/nodegroup` label
 # carries the auto-generated AWS name (with a random suffix), which a config cannot know.
 NODE_GROUP_LABEL = "llmserve/node-group"
+SYSTEM_NODES = {NODE_GROUP_LABEL: SYSTEM_GROUP}  # the system nodes' selector
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}  # docs/eks.md
 # What GPU pods and the GPU operator's daemons tolerate (Kubernetes spells the effect NoSchedule).
 GPU_TOLERATION = {"key": GPU_TAINT["key"], "operator": "Exists", "effect": "NoSchedule"}

@@ -10,8 +10,8 @@ import pulumi_kubernetes as k8s
 
 from ..engines import tgi
 from ..engines.base import store_prefix
-from ..infra.node_group import NODE_GROUP_LABEL
-from .labels import SYSTEM_GROUP, download_job_name
+from ..infra.node_group import SYSTEM_NODES
+from .labels import download_job_name
 from .scope import Scope
 from .security import CHECKOV_SKIPS, SECRET_ENV_CHECK, checkov_skips, hardened, pod_security
 from .shared import HF_TOKEN_KEY
@@ -74,7 +74,7 @@ def download_job(scope: Scope, spec: SlotSpec, image: pulumi.Input[str], account
             "automountServiceAccountToken": False,
             "securityContext": pod_security(),
             # No GPU needed: the download runs on the system nodes, before any GPU node.
-            "nodeSelector": {NODE_GROUP_LABEL: SYSTEM_GROUP},
+            "nodeSelector": SYSTEM_NODES,
             "containers": [hardened({
                 "name": "download",
                 "image": image,

@@ -7,8 +7,8 @@ Gateway, installed by infra/gateway_controllers.py; docs/gateway.md).
   model (at most 15 rules per route, so routes of 15) sends it to the model's Service, which
   follows its active slot: a blue-green switch moves the gateway too.
 - One SecurityPolicy on the Gateway: a key per team (API key auth, the key removed before the
-  engine, the team's id forwarded in `x-team-id`, which a client cannot set: the filter
-  overwrites it), and an authorization that allows each team its models only (403 otherwise).
+  engine, the team's id forwarded in `x-team-id`, which a client cannot set: its own is removed
+  before any filter), and an authorization that allows each team its models only (403 otherwise).
   It must stay the only SecurityPolicy of the Gateway and its routes: a more specific one would
   replace it (Envoy Gateway's precedence), and the key is checked on the route chosen before the
   model is known (envoyproxy/gateway v1.8.3 internal/xds/translator/httpfilters.go: api_key_auth
@@ -27,7 +27,8 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from ..config.gateway import GatewayConfig
-from ..infra.gateway_controllers import ENVOY_GATEWAY_NAMESPACE, GATEWAY_CONTROLLER_NAME, SYSTEM_NODES, proxy_labels
+from ..infra.gateway_controllers import ENVOY_GATEWAY_NAMESPACE, GATEWAY_CONTROLLER_NAME, TEAM_HEADER, proxy_labels
+from ..infra.node_group import SYSTEM_NODES
 from ..infra.secrets import SECRET_DATA
 from .exposure import SERVICE_PORT
 from .gateway_monitoring import ENVOY_PORT, EXTPROC_PORT, gateway_pod_monitor
@@ -39,7 +40,6 @@ NAMESPACE = "llm"  # the models' namespace, the Gateway's (serving/shared.py)
 # reach the engines (network_policies.py).
 PROXY_NAMESPACE = ENVOY_GATEWAY_NAMESPACE
 PROXY_PODS = proxy_labels(GATEWAY, NAMESPACE)
-TEAM_HEADER = "x-team-id"
 MODEL_HEADER = "x-ai-eg-model"  # set by the AI Gateway from the request body's `model`
 RULES_PER_ROUTE = 15  # AIGatewayRoute spec.rules maxItems (aigateway.envoyproxy.io v1beta1 CRD)
 # The request body is buffered whole by the AI Gateway's ext_proc; Envoy Gateway's default
@@ -75,9 +75,14 @@ class ModelGatewayArgs:
     prometheus_selector: Optional[dict[str, str]] = None
 
 
+def timeout_seconds(model: GatewayModel) -> int:
+    """A model's route timeout: its longest generation, and the margin."""
+    return model.generation_seconds + TIMEOUT_MARGIN_SECONDS
+
+
 def drain_seconds(models: list[GatewayModel]) -> int:
     """How long a stopping proxy drains: the longest route's timeout."""
-    return max((m.generation_seconds + TIMEOUT_MARGIN_SECONDS for m in models), default=60)
+    return max((timeout_seconds(m) for m in models), default=60)
 
 
 def proxy_grace_seconds(models: list[GatewayModel]) -> int:
@@ -94,7 +99,7 @@ def container_port(listener_port: int) -> int:
 
 
 def route_timeout(model: GatewayModel) -> str:
-    return f"{model.generation_seconds + TIMEOUT_MARGIN_SECONDS}s"
+    return f"{timeout_seconds(model)}s"
 
 
 def authorization(config: GatewayConfig) -> dict:

@@ -6,7 +6,6 @@ import hashlib
 
 MODEL_LABEL = "llmserve/model"
 SLOT_LABEL = "llmserve/slot"
-SYSTEM_GROUP = "system"  # the node group label of the system nodes
 PROMETHEUS_POD = {"app.kubernetes.io/name": "prometheus"}  # the operator labels Prometheus' pods so
 
 
