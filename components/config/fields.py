@@ -70,6 +70,18 @@ def dns_label(value: str, max_len: int, why: str = "", letter_first: bool = Fals
     return value
 
 
+# A DNS name of two or more labels ending in a letters-only TLD, e.g. llm.example.com.
+DNS_NAME = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}")
+ACM_CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+")
+
+
+def certificate_arn(value: str) -> str:
+    """An ACM certificate ARN (the ingress's and the gateway's TLS)."""
+    if not ACM_CERTIFICATE_ARN.fullmatch(value):
+        raise ValueError(f"{value!r} is not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)")
+    return value
+
+
 def _cidr(value: str) -> str:
     # IPv4 only: the cluster, its VPC and load balancers are IPv4 (an IPv6 block would do nothing).
     try:

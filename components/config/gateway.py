@@ -3,17 +3,14 @@ docs/gateway.md): clients send `model` in the body, each team has its own key.""
 
 from __future__ import annotations
 
-import re
 from typing import Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
-from .fields import Cidrs, Settings, dns_label
+from .fields import DNS_NAME, Cidrs, Settings, certificate_arn, dns_label
 
 # A team's key is a Pulumi secret: `teamKeys.<team>` (config/load.py), generated when unset.
 TEAM_KEYS = "teamKeys"
-CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+")
-HOSTNAME = re.compile(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}")
 
 
 class TeamConfig(Settings):
@@ -45,16 +42,14 @@ class GatewayConfig(Settings):
     @field_validator("hostname")
     @classmethod
     def _hostname(cls, v: str) -> str:
-        if not HOSTNAME.fullmatch(v) or len(v) > 253:
+        if not DNS_NAME.fullmatch(v) or len(v) > 253:
             raise ValueError(f"{v!r} is not a DNS name, e.g. llm.example.com")
         return v
 
     @field_validator("certificate_arn")
     @classmethod
     def _certificate(cls, v: Optional[str]) -> Optional[str]:
-        if v is not None and not CERTIFICATE_ARN.fullmatch(v):
-            raise ValueError(f"{v!r} is not an ACM certificate ARN (arn:aws:acm:REGION:ACCOUNT:certificate/ID)")
-        return v
+        return v if v is None else certificate_arn(v)
 
     @model_validator(mode="after")
     def _exposure(self) -> "GatewayConfig":

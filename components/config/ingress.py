@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal, Optional
 
 from pydantic import Field, field_validator
 
-from .fields import Cidrs, Settings
+from .fields import DNS_NAME, Cidrs, Settings, certificate_arn
 
 
 # The most an ALB allows (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/
@@ -30,14 +29,11 @@ class IngressConfig(Settings):
     @field_validator("domain")
     @classmethod
     def _domain(cls, v: str) -> str:
-        if not re.fullmatch(r"([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)+[a-z]{2,}", v):
+        if not DNS_NAME.fullmatch(v):
             raise ValueError(f"{v!r} is not a DNS domain, e.g. llm.example.com")
         return v
 
     @field_validator("certificate_arn")
     @classmethod
     def _certificate(cls, v: str) -> str:
-        if not re.fullmatch(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+", v):
-            raise ValueError(f"{v!r} is not an ACM certificate ARN "
-                             "(arn:aws:acm:REGION:ACCOUNT:certificate/ID)")
-        return v
+        return certificate_arn(v)
