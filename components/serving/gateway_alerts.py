@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from ..config import AlertThresholds
 from ..config.gateway import GatewayConfig
+from ..infra.gateway_controllers import ENVOY_GATEWAY_NAMESPACE
+from .gateway_monitoring import MONITOR_NAME
 from .rule import alert as _alert
 
 # The gateway (components/serving/gateway.py, docs/gateway.md): Envoy Gateway's proxies, the AI
@@ -53,9 +55,9 @@ GATEWAY_UNAUTHORIZED = "envoy_http_api_key_auth_unauthorized"
 GATEWAY_FORBIDDEN = "envoy_http_rbac_denied"
 GATEWAY_OVER_LIMIT = "envoy_cluster_ratelimit_over_limit"
 GATEWAY_RATE_LIMIT_ERRORS = "envoy_cluster_ratelimit_error"
-# The scrape job of the proxies' PodMonitor (serving/gateway_monitoring.py): the Prometheus
-# Operator names a PodMonitor's job `<namespace>/<name>`.
-GATEWAY_SCRAPE_JOB = "envoy-gateway-system/llmserve-gateway"
+# The scrape job of the proxies' PodMonitor: the Prometheus Operator names a PodMonitor's job
+# `<namespace>/<name>`.
+GATEWAY_SCRAPE_JOB = f"{ENVOY_GATEWAY_NAMESPACE}/{MONITOR_NAME}"
 # Each team's quotas as series (`team_id`, a constant), and the tokens it spent over each window.
 GATEWAY_QUOTA = "team:gateway_token_quota:per_"  # + minute | day
 GATEWAY_SPENT = {"minute": "team:gateway_tokens:increase1m", "day": "team:gateway_tokens:increase1d"}

@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 
 from ..infra.gateway_controllers import ENVOY_GATEWAY_NAMESPACE
 from ..infra.monitoring import SELECTED
+from .pod_monitor import SCRAPE_INTERVAL
 
 MONITOR_NAME = "llmserve-gateway"
 # Envoy's stats: container port `metrics` (19001), path /stats/prometheus (envoyproxy/gateway
@@ -31,7 +32,7 @@ ENVOY_PORT, ENVOY_PATH = "metrics", "/stats/prometheus"
 # (an init container that keeps running) where Kubernetes has them: Prometheus' pod discovery
 # lists init containers' ports too.
 EXTPROC_PORT, EXTPROC_PATH = "aigw-admin", "/metrics"
-INTERVAL = "15s"  # the models' PodMonitors' (pod_monitor.py)
+INTERVAL = SCRAPE_INTERVAL  # the models' PodMonitors'
 
 
 def gateway_endpoints(interval: str = INTERVAL) -> list[dict]:

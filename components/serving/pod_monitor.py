@@ -15,13 +15,14 @@ from .scope import Scope
 
 
 ENGINE_POD_LABEL = "__meta_kubernetes_pod_label_app_kubernetes_io_name"
+SCRAPE_INTERVAL = "15s"  # every PodMonitor's (the gateway's too)
 
 
 def _endpoint(port: str, engine: Optional[str]) -> dict:
     keep = [] if engine is None else [
         {"sourceLabels": [ENGINE_POD_LABEL], "regex": engine, "action": "keep"}]
     return {
-        "port": port, "path": "/metrics", "interval": "15s",
+        "port": port, "path": "/metrics", "interval": SCRAPE_INTERVAL,
         "relabelings": [
             *keep,
             {"sourceLabels": ["__meta_kubernetes_pod_label_llmserve_model"],

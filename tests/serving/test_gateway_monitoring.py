@@ -239,11 +239,6 @@ def test_only_metrics_the_gateway_exports_are_used(rules):
     assert {t for v in types for t in v.split("|")} <= TOKEN_TYPES
 
 
-def test_the_scrape_job_is_the_pod_monitors():
-    assert gateway_alerts.GATEWAY_SCRAPE_JOB == f"{ENVOY_GATEWAY_NAMESPACE}/{gateway_monitoring.MONITOR_NAME}"
-    assert gateway.PROXY_NAMESPACE == ENVOY_GATEWAY_NAMESPACE
-
-
 # ------------------------------------------------------------------------------------------------
 # The dashboard
 
@@ -327,6 +322,13 @@ def test_the_pod_monitor_matches_its_crd_and_scrapes_both_ports(monitor_run):
     assert "namespaceSelector" not in monitor["spec"]  # its own namespace: the proxies'
     assert {(e["port"], e["path"]) for e in monitor["spec"]["podMetricsEndpoints"]} == {
         ("aigw-admin", "/metrics"), ("metrics", "/stats/prometheus")}
+
+
+def test_the_target_down_alert_watches_the_pod_monitors_job(rules, monitor_run):
+    """The Prometheus Operator names a PodMonitor's scrape job `<namespace>/<name>`."""
+    metadata = mockrun.reveal(monitor_run[1].inputs)["metadata"]
+    [down] = [r for r in _gateway_rules(rules) if r.get("alert") == "GatewayTargetDown"]
+    assert f'up{{job="{metadata["namespace"]}/{metadata["name"]}"}}' in down["expr"]
 
 
 def test_the_pod_monitor_waits_for_the_crds_and_belongs_to_its_parent(monitor_run):
