@@ -43,9 +43,10 @@ def release_kubernetes_version(value: str) -> Optional[str]:
     return match.group(1) if match else None
 
 
-# EC2 Capacity Blocks for ML and On-Demand Capacity Reservations (docs/capacity.md).
 # The system node group's name (its label value, `llmserve/node-group`): no GPU group may take it.
 SYSTEM_GROUP = "system"
+
+# EC2 Capacity Blocks for ML and On-Demand Capacity Reservations (docs/capacity.md).
 RESERVATION_ID = re.compile(r"^cr-[0-9a-f]{17}$")
 # The Resource Groups API's GroupArn pattern, a group name of letters, digits and `_ . -`
 # (https://docs.aws.amazon.com/ARG/latest/APIReference/API_Group.html).

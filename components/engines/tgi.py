@@ -32,7 +32,8 @@ from typing import Optional
 from ..config import Slot
 from ..planning.catalog import GpuInstance
 from ..planning.lock import LockEntry
-from ..planning.cold_start import Startup, image_pull_seconds
+from ..planning.cold_start import (MMAP_EFS_MIBPS, VLLM_WARMUP_SECONDS, VLLM_WARMUP_SECONDS_PER_BILLION, Startup,
+                                   image_pull_seconds)
 from ..planning.planner import MIB, MemoryModel, Plan, Request
 from .base import DOWNLOAD_PATTERNS, SKIPPED_PATTERNS, Engine, drain_seconds
 from .base import Resources, pod_resources  # noqa: F401 (their home before base.py)
@@ -58,7 +59,7 @@ HUB_CACHE = f"{CACHE_PATH}/hub"
 MIN_STARTUP_SECONDS = 300
 HUB_DOWNLOAD_MIBPS = 100  # a conservative rate from the Hub into EFS
 
-# The cold start's TGI side (planning/planner.py `Startup`, docs/cold-start.md); no stage of it
+# The cold start's TGI side (planning/cold_start.py `Startup`, docs/cold-start.md); no stage of it
 # was found measured for TGI, so every number is an estimate, on the slow side:
 # - the image compressed: 8 GB. Its registry size was not found; `docker images` shows 16.9 GB
 #   unpacked for 3.3.6, and vLLM's images compress to about a third (28.6 GB unpacked,
@@ -68,17 +69,15 @@ IMAGE_BYTES = 8 * 10**9
 #   7B shard was seen ready ~10 s after start from local disk, load included
 #   (huggingface/text-generation-inference#676 and users' logs).
 PROCESS_START_SECONDS = 30
-# - the weights from EFS: 175 MiB/s. TGI memory-maps the safetensors files (safetensors
-#   safe_open, server/text_generation_server/utils/weights.py), as vLLM's default loader does,
-#   whose reads from EFS elastic were measured at ~177 MiB/s per node (modelplaneai/modelplane#204:
-#   894 GiB in ~43 min on two p5en.48xlarge); mmap on a network file system reads page by page
-#   (huggingface/safetensors#562). Far below EFS's 1,500 MiB/s per client. No S3 loader.
-LOAD_MIBPS = {"efs": 175}
+# - the weights from EFS: TGI memory-maps the safetensors files (safetensors safe_open,
+#   server/text_generation_server/utils/weights.py), as vLLM's default loader does, whose rate
+#   was measured (cold_start.MMAP_EFS_MIBPS). No S3 loader.
+LOAD_MIBPS = {"efs": MMAP_EFS_MIBPS}
 # - warmup (a prefill of MAX_BATCH_PREFILL_TOKENS, CUDA graphs of batch sizes 1-32): vLLM's
-#   measured start after the weights (27 s + 0.93 s per billion parameters, engines/vllm.py), which
-#   also counts torch.compile, TGI does not compile: an upper bound. TGI users' logs show 3-11 s
-#   for 7B models.
-WARMUP_SECONDS, WARMUP_SECONDS_PER_BILLION = 27, 0.93
+#   measured start after the weights (cold_start.VLLM_WARMUP_SECONDS, 27 s + 0.93 s per billion
+#   parameters), which also counts torch.compile, TGI does not compile: an upper bound. TGI users'
+#   logs show 3-11 s for 7B models.
+WARMUP_SECONDS, WARMUP_SECONDS_PER_BILLION = VLLM_WARMUP_SECONDS, VLLM_WARMUP_SECONDS_PER_BILLION
 STARTUP = Startup(image=DEFAULT_IMAGE, image_bytes=IMAGE_BYTES, process_seconds=PROCESS_START_SECONDS,
                   load_mibps=LOAD_MIBPS, warmup_seconds=WARMUP_SECONDS,
                   warmup_seconds_per_billion=WARMUP_SECONDS_PER_BILLION)

@@ -57,7 +57,7 @@ from ..config import Slot
 from ..config.ingress import IDLE_TIMEOUT_MAX_SECONDS
 from ..planning.catalog import GpuInstance
 from ..planning.lock import LockEntry
-from ..planning.cold_start import Startup
+from ..planning.cold_start import MMAP_EFS_MIBPS, VLLM_WARMUP_SECONDS, VLLM_WARMUP_SECONDS_PER_BILLION, Startup
 from ..planning.planner import GIB, MemoryModel, Plan, Request
 from .base import (DOWNLOAD_PATTERNS, MODEL_URI_ENV, SKIPPED_PATTERNS, Engine, drain_seconds,
                    startup_seconds)
@@ -77,7 +77,7 @@ GPU_MEMORY_UTILIZATION = 0.92  # vLLM's default, set explicitly
 # startup probe waits longer than for TGI.
 MIN_STARTUP_SECONDS = 600
 
-# The cold start's vLLM side (planning/planner.py `Startup`, docs/cold-start.md):
+# The cold start's vLLM side (planning/cold_start.py `Startup`, docs/cold-start.md):
 # - the image compressed: 10 GB, an estimate (the tag's registry size was not found). Compressed
 #   sizes of its kin: 8.6 GB for a v0.32-era derivative on Docker Hub (hub.docker.com/r/m11s/
 #   vllm-openai), 9.35 GB for AWS's vLLM 0.22 image (aws-samples/karpenter-blueprints,
@@ -87,19 +87,15 @@ IMAGE_BYTES = 10 * 10**9
 #   (tokenizer fetch, platform setup)" on a g6e.2xlarge (awslabs/data-on-eks,
 #   data-stacks/ray-on-eks/examples/ray-batch-inference/README.md, 2026-07; vLLM 0.22 in Ray Serve).
 PROCESS_START_SECONDS = 36
-# - the weights: from EFS with the default loader (safetensors memory-mapped) ~177 MiB/s per node,
-#   measured on EFS elastic (modelplaneai/modelplane#204: 894 GiB in ~43 min, two p5en.48xlarge);
-#   from S3 with the Run:ai model streamer 860 MiB/s per single-GPU pod at concurrency 32 (15 GiB
+# - the weights: from EFS with the default loader (safetensors memory-mapped,
+#   cold_start.MMAP_EFS_MIBPS); from S3 with the Run:ai model streamer 860 MiB/s per single-GPU pod at concurrency 32 (15 GiB
 #   in 17.8 s on a g6e.2xlarge, same-region S3, data-on-eks as above). Tensor-parallel ranks
 #   stream faster together (1.2-1.4 GiB/s each, anyscale/ray-serve-llm-perf-examples): 860 is
 #   the replica's floor.
-LOAD_MIBPS = {"efs": 175, "s3": 860}
-# - from the weights to listening (profile, torch.compile, CUDA graphs, warmup), without a compile
-#   cache: 33.8 s for an 8.0B model on an L40S (data-on-eks as above), 91.8 s for Llama-3-70B at
-#   tensor parallel 4 on H100s (anyscale/ray-serve-llm-perf-examples,
-#   replica_initialization/experiment_terminal_output, 2025-10): the line through both,
-#   27 s + 0.93 s per billion parameters (above the 170.5 s measured for Qwen3-235B-A22B at 8).
-WARMUP_SECONDS, WARMUP_SECONDS_PER_BILLION = 27, 0.93
+LOAD_MIBPS = {"efs": MMAP_EFS_MIBPS, "s3": 860}
+# - from the weights to listening (profile, torch.compile, CUDA graphs, warmup): measured
+#   (cold_start.VLLM_WARMUP_SECONDS and _PER_BILLION).
+WARMUP_SECONDS, WARMUP_SECONDS_PER_BILLION = VLLM_WARMUP_SECONDS, VLLM_WARMUP_SECONDS_PER_BILLION
 STARTUP = Startup(image=DEFAULT_IMAGE, image_bytes=IMAGE_BYTES, process_seconds=PROCESS_START_SECONDS,
                   load_mibps=LOAD_MIBPS, warmup_seconds=WARMUP_SECONDS,
                   warmup_seconds_per_billion=WARMUP_SECONDS_PER_BILLION)

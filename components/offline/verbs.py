@@ -68,7 +68,7 @@ def _lock_path(path: str | None) -> Path:
 COLUMNS = (("model", 0), ("engine", 6), ("instance", 13), ("shards", 6), ("fits", 4), ("weights GiB", 11),
            ("KV tokens", 9), ("max input", 9), ("max total", 9), ("prefill", 7), ("$/h", 8),
            ("new node s", 10), ("warm s", 6), ("ms/token", 8), ("gen cap s", 9))
-# The cold start by stage (planning/planner.py ColdStart, docs/cold-start.md), in seconds.
+# The cold start by stage (planning/cold_start.py ColdStart, docs/cold-start.md), in seconds.
 STAGE_COLUMNS = (("model", 0), ("node", 4), ("gpu", 3), ("image", 5), ("process", 7), ("weights", 7),
                  ("warmup", 6), ("new node", 8), ("warm node", 9), ("image from", 14), ("weights from", 0))
 

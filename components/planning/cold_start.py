@@ -50,6 +50,18 @@ PULL_BYTES_PER_SECOND = {  # (through the ECR pull-through cache, SOCI parallel 
 # per-client read ceiling (docs/eks.md: elastic with the CSI driver's efs-proxy 1,500 MiB/s;
 # provisioned 500 MiB/s, or less if provisioned lower; bursting on a small file system ~100 MiB/s).
 EFS_READ_MIBPS = {"elastic": 1500, "provisioned": 500, "bursting": 100}
+# Safetensors memory-mapped from EFS, as TGI's loader and vLLM's default one read them: measured
+# at ~177 MiB/s per node on EFS elastic (modelplaneai/modelplane#204: 894 GiB in ~43 min on two
+# p5en.48xlarge, vLLM); mmap on a network file system reads page by page (huggingface/
+# safetensors#562). Far below EFS's 1,500 MiB/s per client.
+MMAP_EFS_MIBPS = 175
+# From the weights to listening (profile, torch.compile, CUDA graphs, warmup), vLLM without a
+# compile cache: 33.8 s for an 8.0B model on an L40S (awslabs/data-on-eks data-stacks/ray-on-eks/
+# examples/ray-batch-inference/README.md, 2026-07), 91.8 s for Llama-3-70B at tensor parallel 4 on
+# H100s (anyscale/ray-serve-llm-perf-examples, replica_initialization/experiment_terminal_output,
+# 2025-10): the line through both, 27 s + 0.93 s per billion parameters (above the 170.5 s
+# measured for Qwen3-235B-A22B at 8).
+VLLM_WARMUP_SECONDS, VLLM_WARMUP_SECONDS_PER_BILLION = 27, 0.93
 
 
 @dataclass(frozen=True)

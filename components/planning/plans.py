@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Mapping
 
 from ..config import ConfigError, GpuNodeGroupConfig, Slot, Stack, StackConfig
-from ..config.images import upstream_of
 from ..config.ingress import IDLE_TIMEOUT_MAX_SECONDS
 from . import planner
 from .catalog import CATALOG
@@ -24,7 +23,7 @@ def slot_request(slot: Slot, settings: StackConfig, group: GpuNodeGroupConfig,
     else from that registry."""
     storage = settings.storage
     image = slot.image or memory.startup.image
-    cached = settings.images.pull_through_cache and upstream_of(image)[0] is not None
+    cached = bool(settings.images.upstreams([image]))
     return planner.Request(quantize=slot.quantize, dtype=slot.dtype,
                            max_input_tokens=slot.max_input_tokens,
                            max_total_tokens=slot.max_total_tokens,

@@ -27,7 +27,7 @@ class StoreAccess:
     bucket_arn: pulumi.Input[str]
     region: str
     cluster_name: pulumi.Input[str]  # once the cluster is ready (Cluster.ready_name)
-    role_prefix: str  # the cluster's name: the roles are `<cluster>-store-<r|w>-<digest of the model>`
+    role_prefix: str  # the cluster's name: the roles are `<cluster>-store-reader|-store-writer-<8 hex of the model's digest>`
     # S3's addresses in the region (ModelStore.cidrs): what the pods' NetworkPolicy lets them reach.
     cidrs: pulumi.Input[list[str]]
     permissions_boundary: Optional[str] = None

@@ -204,6 +204,8 @@ def test_the_download_job_waits_for_the_slowest_pull_of_tgi_s_image():
     assert upstream > stages.image_pull_seconds(tgi.IMAGE_BYTES, True, True)
     weights = QWEN_72B.weights_bytes
     assert tgi.job_timeout_seconds(weights) >= upstream + 2 * tgi.download_seconds(weights)
+    # Both the pull and the transfer doubled: 60 s of weights at the Hub's 100 MiB/s.
+    assert tgi.job_timeout_seconds(60 * 100 * 2**20) == 2 * (upstream + 60)
 
 
 # The plan command -------------------------------------------------------------------------------

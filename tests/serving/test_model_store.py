@@ -52,8 +52,8 @@ def test_the_job_writes_where_the_pods_read(prod_run, job):
     # vLLM streams it: the URI first (Kubernetes expands it), the Run:ai loader, no Hub revision.
     args = deployment["args"]
     assert args[:5] == ["$(MODEL_URI)", "--load-format", "runai_streamer", "--model-loader-extra-config",
-                        json.dumps({"concurrency": vllm.STREAMER_CONCURRENCY,
-                                    "memory_limit": vllm.STREAMER_MEMORY_LIMIT})]
+                        # the concurrency data-on-eks measured 860 MiB/s with, a 5 GiB CPU buffer
+                        json.dumps({"concurrency": 32, "memory_limit": 5 * 2**30})]
     assert "--revision" not in args and args[args.index("--served-model-name") + 1] == "qwen-7b"
     assert {a for a in args if a.startswith("--")} <= set(VLLM["flags"])
     assert set(json.loads(args[4])) <= set(VLLM["runai_streamer"]["extra_config_keys"])
