@@ -20,11 +20,11 @@ def deny_insecure_transport(bucket_arn: str) -> dict:
 
 def private_bucket(name: str, parent: pulumi.Resource, tags: Optional[dict[str, str]],
                    lifecycle: s3.BucketLifecycleConfigurationRuleArgs, lifecycle_name: str,
-                   policy: Callable[[str], str] = lambda arn: json.dumps(
+                   policy: Callable[[str], pulumi.Input[str]] = lambda arn: json.dumps(
                        {"Version": "2012-10-17", "Statement": [deny_insecure_transport(arn)]}),
-                   ) -> tuple[s3.Bucket, s3.BucketPolicy]:
+                   ) -> tuple[s3.Bucket, pulumi.Output[str]]:
     """The bucket `name` and its settings; `policy` makes the bucket policy from its ARN. Returns
-    the bucket and its policy (what writes to the bucket waits for)."""
+    the bucket and its name once its policy is in place (what writes to the bucket wait for)."""
     child = pulumi.ResourceOptions(parent=parent)
     bucket = s3.Bucket(name, tags=tags, opts=child)  # auto-named: <name>-<random>
     sse_s3 = s3.BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
@@ -42,4 +42,4 @@ def private_bucket(name: str, parent: pulumi.Resource, tags: Optional[dict[str, 
     s3.BucketLifecycleConfiguration(f"{name}-{lifecycle_name}", bucket=bucket.id, rules=[lifecycle], opts=child)
     bucket_policy = s3.BucketPolicy(f"{name}-policy", bucket=bucket.id, policy=bucket.arn.apply(policy),
                                     opts=pulumi.ResourceOptions(parent=parent, depends_on=[public]))
-    return bucket, bucket_policy
+    return bucket, pulumi.Output.all(bucket.id, bucket_policy.id).apply(lambda v: v[0])  # id: its name

@@ -15,6 +15,7 @@ import pulumi
 from pulumi_aws import ec2, s3
 
 from .buckets import private_bucket
+from .network import s3_service
 
 
 @dataclass
@@ -32,17 +33,16 @@ class ModelStore(pulumi.ComponentResource):
         super().__init__("llmserve:infra:ModelStore", name, None, opts)
         abort_uploads = s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
             days_after_initiation=1)  # a download Job that died mid-upload
-        bucket, policy = private_bucket(
+        bucket, self.bucket = private_bucket(
             name, self, args.tags, lifecycle_name="uploads",
             lifecycle=s3.BucketLifecycleConfigurationRuleArgs(
                 id="abort-incomplete-uploads", status="Enabled",
                 filter=s3.BucketLifecycleConfigurationRuleFilterArgs(prefix=""),
                 abort_incomplete_multipart_upload=abort_uploads))
-        self.bucket = pulumi.Output.all(bucket.id, policy.id).apply(lambda v: v[0])  # id: its name
         self.arn = bucket.arn
         # S3's addresses in the region, as its AWS-managed prefix list has them (what the gateway
         # endpoint routes; https://docs.aws.amazon.com/vpc/latest/userguide/working-with-aws-managed-prefix-lists.html).
-        prefix_list = ec2.get_managed_prefix_list_output(name=f"com.amazonaws.{args.region}.s3",
+        prefix_list = ec2.get_managed_prefix_list_output(name=s3_service(args.region),
                                                          opts=pulumi.InvokeOutputOptions(parent=self))
         self.cidrs = prefix_list.entries.apply(lambda entries: sorted(e.cidr for e in entries))
         self.register_outputs({"bucket": self.bucket})

@@ -20,6 +20,11 @@ from ..config import VpcConfig
 ROLES = {"public": "kubernetes.io/role/elb", "load-balancer": "kubernetes.io/role/internal-elb"}
 
 
+def s3_service(region: str) -> str:
+    """S3's service name in a region: its gateway endpoint's, and its AWS-managed prefix list's."""
+    return f"com.amazonaws.{region}.s3"
+
+
 def subnet_tags(cluster_name: str, kind: str) -> dict[str, str]:
     """Subnet discovery tags of the AWS Load Balancer Controller: `kubernetes.io/role/elb` on
     public subnets (internet-facing ALBs), `kubernetes.io/role/internal-elb` on the load-balancer
@@ -177,7 +182,7 @@ class Network(pulumi.ComponentResource):
             private.append(priv)
             private_rts.append(rt)
         # Image layers (ECR) and model files in S3 bypass the NAT gateways: faster and free.
-        ec2.VpcEndpoint(f"{name}-s3", vpc_id=vpc.id, service_name=f"com.amazonaws.{args.region}.s3",
+        ec2.VpcEndpoint(f"{name}-s3", vpc_id=vpc.id, service_name=s3_service(args.region),
                         vpc_endpoint_type="Gateway", route_table_ids=[rt.id for rt in private_rts],
                         tags={"Name": f"{args.cluster_name}-s3"}, opts=self._child())
         self.private_subnet_ids = [s.id for s in private]

@@ -207,7 +207,7 @@ class Serving(pulumi.ComponentResource):
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         abort_uploads = s3.BucketLifecycleConfigurationRuleAbortIncompleteMultipartUploadArgs(
             days_after_initiation=7)
-        bucket, policy = private_bucket(
+        _, bucket_name = private_bucket(
             f"{name}-alb-logs", self, args.tags, lifecycle_name="expiry",
             lifecycle=s3.BucketLifecycleConfigurationRuleArgs(
                 id="expire-access-logs", status="Enabled",
@@ -217,4 +217,4 @@ class Serving(pulumi.ComponentResource):
             policy=lambda arn: pulumi.Output.from_input(account).apply(
                 lambda account_id: access_logs_bucket_policy(arn, account_id)))
         # Whatever uses the name waits for the policy: ELB writes a test file when logs are enabled.
-        return pulumi.Output.all(bucket.id, policy.id).apply(lambda a: a[0])
+        return bucket_name
