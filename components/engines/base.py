@@ -26,6 +26,8 @@ MODEL_URI_ENV = "MODEL_URI"
 
 def store_prefix(model_id: str, commit: str) -> str:
     return f"{model_id}/{commit}/"
+
+
 # After its drain the engine's processes exit (shards, engine cores).
 SHUTDOWN_MARGIN_SECONDS = 15
 
@@ -105,6 +107,11 @@ class Engine:
     runs_downloads: bool = False
     # With `s3` among its stores: the script its image runs to fill the store (serving/download.py).
     store_script: Optional[Callable[[], str]] = None
+    pod_resources: Callable[[Iterable[GpuInstance], int], Resources] = pod_resources
+
+    def __post_init__(self) -> None:
+        # An engine that streams from S3 fills it too (serving/download.py runs the script).
+        assert ("s3" in self.stores) == (self.store_script is not None), self.name
 
     @property
     def stores(self) -> tuple[str, ...]:
@@ -116,7 +123,6 @@ class Engine:
     def default_image(self) -> str:
         """Its pinned release (the planner's cold start counts its size)."""
         return self.memory.startup.image
-    pod_resources: Callable[[Iterable[GpuInstance], int], Resources] = pod_resources
 
     def image(self, pinned: Optional[str]) -> str:
         """The image a setting pins (a slot's, a model's), else the engine's pinned release."""
