@@ -13,14 +13,14 @@ from ..engines.base import store_prefix
 from ..infra.node_group import SYSTEM_NODES
 from .labels import download_job_name
 from .scope import Scope
-from .security import CHECKOV_SKIPS, SECRET_ENV_CHECK, checkov_skips, hardened, pod_security
+from .security import CHECKOV_SKIPS, checkov_skips, hardened, pod_security, without_key_skip
 from .shared import HF_TOKEN_KEY
 from .slots import SlotSpec
 from .store import StoreAccess
 
 SCRATCH_PATH = "/scratch"
 SCRATCH_SIZE = "50Gi"
-# The download has no API key in its environment: not the engine's skip of that check.
+
 
 def download_job(scope: Scope, spec: SlotSpec, image: pulumi.Input[str], account: k8s.core.v1.ServiceAccount,
                  cache: k8s.core.v1.PersistentVolumeClaim, policy: pulumi.Resource,
@@ -44,12 +44,11 @@ def download_job(scope: Scope, spec: SlotSpec, image: pulumi.Input[str], account
         engine = spec.engine
         env += [{"name": "BUCKET", "value": store.bucket},
                 {"name": "PREFIX", "value": store_prefix(slot.id, spec.revision)},
-                {"name": "SCRATCH", "value": SCRATCH_PATH}, {"name": "AWS_REGION", "value": store.region},
-                {"name": "AWS_DEFAULT_REGION", "value": store.region},
+                {"name": "SCRATCH", "value": SCRATCH_PATH}, *store.region_env(),
                 *({"name": k, "value": v} for k, v in engine.env(scope.model, slot, spec.plan, spec.revision).items()
                   if k == "HOME")]
         command, context = ["python3", "-c", engine.store_script()], engine.security_context
-        skips = {k: v for k, v in engine.checkov_skips.items() if k != SECRET_ENV_CHECK}
+        skips = without_key_skip(engine.checkov_skips)  # no API key in its environment
         scratch = [*engine.scratch, ("scratch", SCRATCH_PATH)]
         mounts = [{"name": name, "mountPath": path} for name, path in scratch]
         # The largest file of a repo at a time (shards of a few GB), never the model.

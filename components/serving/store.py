@@ -33,6 +33,10 @@ class StoreAccess:
     permissions_boundary: Optional[str] = None
     tags: Optional[dict[str, str]] = None
 
+    def region_env(self) -> list[dict]:
+        """The region for the AWS SDKs of the pods that use the store (boto3, the Run:ai streamer)."""
+        return [{"name": "AWS_REGION", "value": self.region}, {"name": "AWS_DEFAULT_REGION", "value": self.region}]
+
 
 def store_policy(bucket_arn: str, repo_ids: list[str], actions: list[str]) -> str:
     prefixes = [f"{repo}/" for repo in sorted(set(repo_ids))]

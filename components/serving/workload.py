@@ -14,7 +14,7 @@ from ..infra.node_group import GPU_TOLERATION, NODE_GROUP_LABEL
 from .labels import MODEL_LABEL, SLOT_LABEL
 from .scope import Scope
 from ..planning.planner import PRESTOP_SECONDS
-from .security import SECRET_ENV_CHECK, checkov_skips, hardened, pod_security
+from .security import checkov_skips, hardened, pod_security, without_key_skip
 from .shared import API_KEY_KEY, API_KEY_SECRET
 from .slots import SlotSpec
 from .store import StoreAccess
@@ -52,7 +52,7 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
     if slot.store == "s3":  # the commit in the stack's bucket, read by Pod Identity (store.py)
         env += [{"name": MODEL_URI_ENV, "value": pulumi.Output.concat(
                     "s3://", store.bucket, "/", store_prefix(slot.id, spec.revision))},
-                {"name": "AWS_REGION", "value": store.region}, {"name": "AWS_DEFAULT_REGION", "value": store.region}]
+                *store.region_env()]
     args = engine.args(scope.model, slot, plan, spec.revision)
     # One rollout step: an old pod drains (its GPUs), a new one starts.
     create, step = engine.deployment_timeout_seconds(plan), engine.deployment_update_timeout_seconds(plan)
@@ -60,8 +60,7 @@ def deployment(scope: Scope, spec: SlotSpec, replicas: Replicas, account: k8s.co
     return k8s.apps.v1.Deployment(f"{scope.name}-{slot.slot}", metadata=scope.metadata(
         f"{scope.model}-{slot.slot}", labels,
         # Without the key in its environment (behind the gateway), not the check it skips for it.
-        annotations=checkov_skips({k: v for k, v in engine.checkov_skips.items()
-                                   if client_key or k != SECRET_ENV_CHECK}),
+        annotations=checkov_skips(dict(engine.checkov_skips) if client_key else without_key_skip(engine.checkov_skips)),
     ), spec={
         # With an autoscaler the replica count is its to set.
         **({} if replicas.max > replicas.min else {"replicas": replicas.min}),
